@@ -1,0 +1,121 @@
+//! Wiring: builds each stage's processor and executors from the configuration
+//! and runs stages on their own threads under supervision.
+
+use crate::config::Config;
+use crate::executors::{DryRun, Executor, Executors, Unconfigured, Webhook};
+use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError};
+use crate::kafka::{ClientSettings, Shutdown};
+use crate::stages::categorize::{rules::RulePack, Categorize};
+use crate::stages::decide::Decide;
+use crate::stages::ingest::Ingest;
+use crate::stages::notify::Notify;
+use crate::stages::orchestrate::Orchestrate;
+use crate::stages::{Processor, StageName};
+use crate::topics::Topics;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::runtime::Handle;
+
+/// A fresh processor for `stage`.
+pub fn processor(
+    stage: StageName,
+    config: &Config,
+    topics: &Topics,
+    pack: &RulePack,
+) -> Box<dyn Processor> {
+    match stage {
+        StageName::Ingest => Box::new(Ingest::new(topics.clone(), config.ingest.clone())),
+        StageName::Categorize => Box::new(Categorize::new(
+            topics.clone(),
+            config.categorize.clone(),
+            pack.clone(),
+        )),
+        StageName::Decide => Box::new(Decide::new(topics.clone(), config.decide.clone())),
+        StageName::Orchestrate => {
+            Box::new(Orchestrate::new(topics.clone(), config.orchestrate.clone()))
+        }
+        StageName::Notify => Box::new(Notify::new(
+            topics.clone(),
+            config.notify.webhook_url.is_some(),
+        )),
+    }
+}
+
+/// The executors the configuration asks for: dry-run recovery steps (the only
+/// kind until real executors exist) and the webhook sink when a URL is set.
+pub fn executors(config: &Config) -> Result<Executors, String> {
+    let notifications: Arc<dyn Executor> = match &config.notify.webhook_url {
+        Some(url) => Arc::new(Webhook::new(
+            url,
+            Duration::from_millis(config.notify.webhook_timeout_ms),
+            config.notify.webhook_attempts,
+        )?),
+        None => Arc::new(Unconfigured),
+    };
+    if !config.orchestrate.dry_run {
+        return Err(
+            "orchestrate.dry_run is false, but no real recovery executor is available yet; \
+                    keep dry_run: true"
+                .into(),
+        );
+    }
+    Ok(Executors {
+        steps: Arc::new(DryRun::new()),
+        notifications,
+    })
+}
+
+/// Runner settings for `stage` under `config`.
+pub fn runner_config(
+    stage: StageName,
+    config: &Config,
+    settings: &ClientSettings,
+    topics: &Topics,
+) -> RunnerConfig {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    RunnerConfig {
+        settings: settings.clone(),
+        group: format!("{}.{}", config.kafka.group_prefix, stage),
+        instance: format!("{}-{:08x}", std::process::id(), nanos),
+        delivery: config.delivery.clone(),
+        deadletter_topic: topics.deadletter.clone(),
+    }
+}
+
+/// Starts each of `stages` on its own supervised thread.
+pub fn spawn_stages(
+    stages: &[StageName],
+    config: &Config,
+    settings: &ClientSettings,
+    executor: Arc<dyn Executor>,
+    rt: Handle,
+    shutdown: &Shutdown,
+) -> Vec<(StageName, JoinHandle<Result<RunStats, RunnerError>>)> {
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let pack = RulePack::default_pack();
+    stages
+        .iter()
+        .map(|&stage| {
+            let runner = runner_config(stage, config, settings, &topics);
+            let (config, topics, pack) = (config.clone(), topics.clone(), pack.clone());
+            let (executor, rt, shutdown) = (executor.clone(), rt.clone(), shutdown.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("medic-{stage}"))
+                .spawn(move || {
+                    runner::supervise(
+                        runner,
+                        || processor(stage, &config, &topics, &pack),
+                        executor,
+                        rt,
+                        shutdown,
+                    )
+                })
+                .expect("spawning a thread only fails when the OS is out of resources");
+            (stage, handle)
+        })
+        .collect()
+}

@@ -1,0 +1,371 @@
+//! Command-line interface.
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use medic::app;
+use medic::config::{Config, DeliveryMode};
+use medic::demo;
+use medic::kafka::embedded::EmbeddedCluster;
+use medic::kafka::{admin, ClientSettings, Shutdown};
+use medic::stages::StageName;
+use medic::topics::{self, Topics};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Detects deployment failures in Kafka, categorizes them, decides and runs
+/// recoveries, and tells people what happened.
+#[derive(Debug, Parser)]
+#[command(name = "medic", version, about)]
+pub struct Cli {
+    /// Configuration file (YAML); defaults are compiled in.
+    #[arg(long, global = true, env = "MEDIC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port,...; omit to use the embedded cluster.
+    #[arg(long, global = true)]
+    brokers: Option<String>,
+    /// Delivery mode between stages.
+    #[arg(long, global = true, value_enum)]
+    delivery_mode: Option<Mode>,
+    /// Topic name prefix.
+    #[arg(long, global = true)]
+    topic_prefix: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pipeline on the embedded cluster with sample data and
+    /// print one line per failing deployment.
+    Demo {
+        /// Give up when the outcomes have not all arrived after this many seconds.
+        #[arg(long, default_value_t = 90)]
+        timeout_secs: u64,
+    },
+    /// Run one stage, or all of them, until SIGINT/SIGTERM.
+    Run {
+        /// Which stage.
+        #[arg(value_enum)]
+        stage: StageArg,
+    },
+    /// Manage topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Check a configuration file and print the effective configuration's key values.
+    CheckConfig,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StageArg {
+    All,
+    Ingest,
+    Categorize,
+    Decide,
+    Orchestrate,
+    Notify,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create missing topics from topics/ and report drift on existing ones.
+    /// Exits 3 when the cluster differs from topics/.
+    Apply,
+    /// Print the topic definitions.
+    List,
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref(), &|k| std::env::var(k).ok())?;
+    if let Some(b) = &cli.brokers {
+        config.kafka.brokers = Some(b.clone());
+    }
+    if let Some(m) = cli.delivery_mode {
+        config.delivery.mode = match m {
+            Mode::ExactlyOnce => DeliveryMode::ExactlyOnce,
+            Mode::AtLeastOnce => DeliveryMode::AtLeastOnce,
+        };
+    }
+    if let Some(p) = &cli.topic_prefix {
+        config.kafka.topic_prefix = p.clone();
+    }
+    config
+        .validate()
+        .map_err(|(field, message)| anyhow!("command line: {field}: {message}"))?;
+    Ok(config)
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_on_signal(shutdown: Shutdown) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.trigger();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: finishing in-flight records and committing");
+    shutdown.trigger();
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = load_config(&cli)?;
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    match cli.command {
+        Command::Demo { timeout_secs } => {
+            init_tracing("warn");
+            run_demo(config, &topics, Duration::from_secs(timeout_secs)).await
+        }
+        Command::Run { stage } => {
+            init_tracing("info");
+            let stages: Vec<StageName> = match stage {
+                StageArg::All => StageName::ALL.to_vec(),
+                StageArg::Ingest => vec![StageName::Ingest],
+                StageArg::Categorize => vec![StageName::Categorize],
+                StageArg::Decide => vec![StageName::Decide],
+                StageArg::Orchestrate => vec![StageName::Orchestrate],
+                StageArg::Notify => vec![StageName::Notify],
+            };
+            run_stages(config, &topics, &stages).await
+        }
+        Command::Topics {
+            command: TopicsCommand::List,
+        } => {
+            for (name, spec) in topics.all() {
+                println!(
+                    "{name:<32} {:>3} partitions  {:<22} {:<20} {}",
+                    spec.partitions,
+                    spec.config
+                        .get("cleanup.policy")
+                        .map(String::as_str)
+                        .unwrap_or("delete"),
+                    spec.value,
+                    spec.description
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topics {
+            command: TopicsCommand::Apply,
+        } => {
+            init_tracing("warn");
+            let brokers = config
+                .kafka
+                .brokers
+                .clone()
+                .context("topics apply needs --brokers (or kafka.brokers / MEDIC_BROKERS)")?;
+            let settings = ClientSettings {
+                brokers,
+                properties: config.kafka.properties.clone(),
+            };
+            let report = admin::apply(&settings, &topics)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            for t in &report.created {
+                println!("created    {t}");
+            }
+            for t in &report.unchanged {
+                println!("unchanged  {t}");
+            }
+            for d in &report.drift {
+                println!("DRIFT      {d}");
+            }
+            for w in &report.warnings {
+                println!("warning    {w}");
+            }
+            if report.drift.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "medic: {} topic setting(s) differ from topics/; medic does not change existing topics, fix them by hand",
+                    report.drift.len()
+                );
+                Ok(ExitCode::from(3))
+            }
+        }
+        Command::CheckConfig => {
+            println!(
+                "ok: brokers={} delivery.mode={} topic_prefix={} dry_run={} webhook={}",
+                config.kafka.brokers.as_deref().unwrap_or("(embedded)"),
+                config.delivery.mode,
+                config.kafka.topic_prefix,
+                config.orchestrate.dry_run,
+                if config.notify.webhook_url.is_some() {
+                    "configured"
+                } else {
+                    "none"
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_layout() -> anyhow::Result<()> {
+    let conflicts =
+        topics::copartition_conflicts(topics::specs().iter().map(|s| (s, s.partitions)));
+    if !conflicts.is_empty() {
+        bail!(
+            "topics/ declares co-partitioned topics with different partition counts: {conflicts:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn run_stages(
+    config: Config,
+    topics: &Topics,
+    stages: &[StageName],
+) -> anyhow::Result<ExitCode> {
+    check_layout()?;
+    let mut _embedded = None;
+    let brokers = match &config.kafka.brokers {
+        Some(b) => b.clone(),
+        None => {
+            let cluster =
+                EmbeddedCluster::start(1, topics).context("starting the embedded cluster")?;
+            let bootstrap = cluster.bootstrap_servers();
+            println!("embedded Kafka cluster listening on {bootstrap}");
+            println!(
+                "produce raw logs to {} and CI events to {}; data is lost on exit",
+                topics.logs_raw, topics.ci_events
+            );
+            _embedded = Some(cluster);
+            bootstrap
+        }
+    };
+    let settings = ClientSettings {
+        brokers,
+        properties: config.kafka.properties.clone(),
+    };
+    let executor = Arc::new(app::executors(&config).map_err(|e| anyhow!(e))?);
+    let shutdown = Shutdown::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    let handles = app::spawn_stages(
+        stages,
+        &config,
+        &settings,
+        executor,
+        tokio::runtime::Handle::current(),
+        &shutdown,
+    );
+    let mut failed = false;
+    for (stage, handle) in handles {
+        let result = tokio::task::spawn_blocking(move || handle.join()).await;
+        match result {
+            Ok(Ok(Ok(stats))) => tracing::info!(%stage, ?stats, "stage finished"),
+            Ok(Ok(Err(e))) => {
+                eprintln!("medic: {stage}: {e}");
+                shutdown.trigger();
+                failed = true;
+            }
+            _ => {
+                eprintln!("medic: {stage}: the stage thread panicked");
+                shutdown.trigger();
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn run_demo(
+    mut config: Config,
+    topics: &Topics,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    check_layout()?;
+    if config.kafka.brokers.is_some() {
+        bail!("the demo runs on the embedded cluster; drop --brokers");
+    }
+    // Short windows so the demo finishes in seconds rather than minutes.
+    config.categorize.window_quiet_ms = 1_500;
+    config.categorize.window_max_ms = 20_000;
+    config.delivery.timer_interval_ms = 100;
+    config.delivery.batch_linger_ms = 10;
+    let cluster = EmbeddedCluster::start(1, topics).context("starting the embedded cluster")?;
+    let settings = ClientSettings {
+        brokers: cluster.bootstrap_servers(),
+        properties: config.kafka.properties.clone(),
+    };
+    println!(
+        "medic demo: embedded cluster at {}, {} delivery, recoveries in dry run\n",
+        settings.brokers, config.delivery.mode
+    );
+    let executor = Arc::new(app::executors(&config).map_err(|e| anyhow!(e))?);
+    let shutdown = Shutdown::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    let handles = app::spawn_stages(
+        &StageName::ALL,
+        &config,
+        &settings,
+        executor,
+        tokio::runtime::Handle::current(),
+        &shutdown,
+    );
+    let mut stdout = std::io::stdout();
+    let report = demo::drive(&settings, topics, &config, timeout, &mut stdout).await;
+    shutdown.trigger();
+    let mut problems = Vec::new();
+    for (stage, handle) in handles {
+        match tokio::task::spawn_blocking(move || handle.join()).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => problems.push(format!("{stage} stopped: {e}")),
+            _ => problems.push(format!("{stage} panicked")),
+        }
+    }
+    let report = report.map_err(|e| anyhow!(e))?;
+    problems.extend(report.problems.iter().cloned());
+    println!();
+    if problems.is_empty() {
+        println!(
+            "{} failing deployments categorized and recovered (dry run); {} recoveries approved as {}.",
+            report.outcomes.len(),
+            report.approved.len(),
+            demo::APPROVER
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("medic demo: {p}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}

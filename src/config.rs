@@ -1,0 +1,651 @@
+//! Configuration: one YAML file, every field optional, defaults compiled in.
+//!
+//! Layering, later wins: built-in defaults, the file given with `--config`,
+//! `MEDIC_*` environment variables, command-line flags. Unknown fields are
+//! errors, and every error names the file, the line and the field.
+//!
+//! Secrets never live in the file: a value may be written `${env:NAME}` or
+//! `${file:/path}` and is resolved at start; the known secret librdkafka
+//! properties (`sasl.password`, `ssl.key.password`, ...) are rejected when given
+//! literally. `config/medic.example.yaml` documents every field and is tested to
+//! equal the defaults.
+
+use crate::domain::Severity;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Everything medic can be told.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Cluster connection and naming.
+    pub kafka: KafkaConfig,
+    /// How records move between stages.
+    pub delivery: DeliveryConfig,
+    /// Raw log parsing.
+    pub ingest: IngestConfig,
+    /// Correlation windows.
+    pub categorize: CategorizeConfig,
+    /// Strategy choice.
+    pub decide: DecideConfig,
+    /// Recovery execution.
+    pub orchestrate: OrchestrateConfig,
+    /// Notifications.
+    pub notify: NotifyConfig,
+}
+
+/// Cluster connection and naming.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port,...` of a real cluster; absent means the embedded cluster.
+    pub brokers: Option<String>,
+    /// Topic names are `<topic_prefix>.<name>`.
+    pub topic_prefix: String,
+    /// Consumer groups are `<group_prefix>.<stage>`.
+    pub group_prefix: String,
+    /// Extra librdkafka properties for every client (`security.protocol`,
+    /// `sasl.mechanism`, `ssl.ca.location`, ...). Values may use `${env:NAME}`
+    /// or `${file:/path}`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: None,
+            topic_prefix: "medic".into(),
+            group_prefix: "medic".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// How a stage hands records to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DeliveryMode {
+    /// Kafka transactions: consume, produce and commit atomically. Needs a
+    /// broker with transaction support (Apache Kafka, Redpanda, the embedded cluster).
+    #[serde(rename = "exactly-once")]
+    ExactlyOnce,
+    /// Commit after the produced records are acknowledged; a crash may resend
+    /// records, which consumers drop by record id.
+    #[serde(rename = "at-least-once")]
+    AtLeastOnce,
+}
+
+impl fmt::Display for DeliveryMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeliveryMode::ExactlyOnce => "exactly-once",
+            DeliveryMode::AtLeastOnce => "at-least-once",
+        })
+    }
+}
+
+/// How records move between stages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// `exactly-once` or `at-least-once`.
+    pub mode: DeliveryMode,
+    /// Most records handled between two commits.
+    pub batch_max_records: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    pub batch_linger_ms: u64,
+    /// Record ids remembered per stage instance to drop redelivered duplicates.
+    pub dedup_capacity: usize,
+    /// A stage stops (without committing) when more records than this go to
+    /// the dead-letter topic within one minute: a bad deploy must not drain a
+    /// topic into it.
+    pub max_deadletters_per_minute: u32,
+    /// How often each stage's timer runs (window closing, timeouts), in milliseconds.
+    pub timer_interval_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            mode: DeliveryMode::ExactlyOnce,
+            batch_max_records: 500,
+            batch_linger_ms: 20,
+            dedup_capacity: 100_000,
+            max_deadletters_per_minute: 1_000,
+            timer_interval_ms: 250,
+        }
+    }
+}
+
+/// Where ingest finds service, environment and message in JSON records that
+/// are not in one of the known shipper shapes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// JSON pointers (`/labels/app`) tried first for the service name.
+    pub service_fields: Vec<String>,
+    /// JSON pointers tried first for the environment.
+    pub environment_fields: Vec<String>,
+    /// JSON pointers tried first for the message text.
+    pub message_fields: Vec<String>,
+    /// Environment when nothing names one.
+    pub default_environment: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            service_fields: Vec::new(),
+            environment_fields: Vec::new(),
+            message_fields: Vec::new(),
+            default_environment: "unknown".into(),
+        }
+    }
+}
+
+/// Correlation windows.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CategorizeConfig {
+    /// A window closes this long after its last signal, in milliseconds.
+    pub window_quiet_ms: i64,
+    /// A window closes at the latest this long after it opened, in milliseconds.
+    pub window_max_ms: i64,
+    /// Evidence entries kept per window.
+    pub max_evidence: usize,
+}
+
+impl Default for CategorizeConfig {
+    fn default() -> Self {
+        CategorizeConfig {
+            window_quiet_ms: 30_000,
+            window_max_ms: 300_000,
+            max_evidence: 32,
+        }
+    }
+}
+
+/// Strategy choice.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecideConfig {
+    /// Environments where a human approves every recovery first.
+    pub approval_environments: Vec<String>,
+    /// Elsewhere, failures at or above this severity still need approval.
+    pub approval_min_severity: Severity,
+    /// Failures below this severity get a plan with no actions (notify only).
+    pub act_min_severity: Severity,
+}
+
+impl Default for DecideConfig {
+    fn default() -> Self {
+        DecideConfig {
+            approval_environments: vec!["production".into()],
+            approval_min_severity: Severity::Critical,
+            act_min_severity: Severity::Low,
+        }
+    }
+}
+
+/// Recovery execution.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestrateConfig {
+    /// Record what would be done instead of doing it. The only mode until real
+    /// executors are configured.
+    pub dry_run: bool,
+}
+
+impl Default for OrchestrateConfig {
+    fn default() -> Self {
+        OrchestrateConfig { dry_run: true }
+    }
+}
+
+/// Notifications.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Generic webhook: each notification is POSTed as JSON. May be `${env:NAME}`.
+    pub webhook_url: Option<String>,
+    /// Per-attempt timeout, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// Attempts before the delivery is recorded as failed.
+    pub webhook_attempts: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook_url: None,
+            webhook_timeout_ms: 5_000,
+            webhook_attempts: 3,
+        }
+    }
+}
+
+/// A configuration problem, located.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or a value is wrong.
+    #[error("{origin}{}: {field}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// File name, or the environment variable / flag that set the value.
+        origin: String,
+        /// 1-based line in the file, when known.
+        line: Option<usize>,
+        /// Dotted field path, e.g. `delivery.mode`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Librdkafka properties medic sets itself; configuring them would break a guarantee.
+const OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "transactional.id",
+    "isolation.level",
+    "enable.idempotence",
+    "auto.offset.reset",
+    "partition.assignment.strategy",
+    "partitioner",
+];
+
+/// Properties that hold secrets and must come from `${env:..}` or `${file:..}`.
+const SECRET_PROPERTIES: &[&str] = &[
+    "sasl.password",
+    "sasl.oauthbearer.client.secret",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.key.pem",
+];
+
+impl Config {
+    /// Parses `text` (the contents of `file`) over the defaults, then validates.
+    /// Does not apply environment overrides or resolve secrets.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let config: Config = match serde_path_to_error::deserialize(de) {
+            Ok(config) => config,
+            Err(e) => {
+                let field = e.path().to_string();
+                let inner = e.into_inner();
+                return Err(ConfigError::Invalid {
+                    origin: file.to_string(),
+                    line: inner.location().map(|l| l.line()),
+                    field: if field == "." {
+                        "(top level)".into()
+                    } else {
+                        field
+                    },
+                    message: strip_location(&inner.to_string()),
+                });
+            }
+        };
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid {
+                origin: file.to_string(),
+                line: locate(text, &field),
+                field,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Loads the file (or the defaults when `None`), applies `MEDIC_*` variables
+    /// from `env`, resolves `${env:..}`/`${file:..}` references and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (mut config, origin) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    file: path.to_path_buf(),
+                    source,
+                })?;
+                let origin = path.display().to_string();
+                (Config::parse(&text, &origin)?, origin)
+            }
+            None => (Config::default(), "defaults".to_string()),
+        };
+        config.apply_env(env)?;
+        config.resolve_secrets(env, &origin)?;
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid {
+                origin: "environment".into(),
+                line: None,
+                field,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let bad = |var: &str, field: &str, message: String| ConfigError::Invalid {
+            origin: format!("environment variable {var}"),
+            line: None,
+            field: field.into(),
+            message,
+        };
+        if let Some(v) = env("MEDIC_BROKERS") {
+            self.kafka.brokers = Some(v);
+        }
+        if let Some(v) = env("MEDIC_TOPIC_PREFIX") {
+            self.kafka.topic_prefix = v;
+        }
+        if let Some(v) = env("MEDIC_GROUP_PREFIX") {
+            self.kafka.group_prefix = v;
+        }
+        if let Some(v) = env("MEDIC_DELIVERY_MODE") {
+            self.delivery.mode = match v.as_str() {
+                "exactly-once" => DeliveryMode::ExactlyOnce,
+                "at-least-once" => DeliveryMode::AtLeastOnce,
+                other => {
+                    return Err(bad(
+                        "MEDIC_DELIVERY_MODE",
+                        "delivery.mode",
+                        format!("unknown mode '{other}', expected exactly-once or at-least-once"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = env("MEDIC_DRY_RUN") {
+            self.orchestrate.dry_run = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(bad(
+                        "MEDIC_DRY_RUN",
+                        "orchestrate.dry_run",
+                        format!("expected true or false, got '{other}'"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = env("MEDIC_NOTIFY_WEBHOOK_URL") {
+            self.notify.webhook_url = Some(v);
+        }
+        Ok(())
+    }
+
+    fn resolve_secrets(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+        origin: &str,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in self.kafka.properties.iter_mut() {
+            let field = format!("kafka.properties.{name}");
+            match resolve_reference(value, env) {
+                Some(Ok(resolved)) => *value = resolved,
+                Some(Err(message)) => {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.into(),
+                        line: None,
+                        field,
+                        message,
+                    })
+                }
+                None if SECRET_PROPERTIES.contains(&name.as_str()) => {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.into(),
+                        line: None,
+                        field,
+                        message: "secrets must not be written in the config file; use \
+                                  ${env:NAME} or ${file:/path}"
+                            .into(),
+                    })
+                }
+                None => {}
+            }
+        }
+        if let Some(url) = self.notify.webhook_url.as_mut() {
+            if let Some(resolved) = resolve_reference(url, env) {
+                *url = resolved.map_err(|message| ConfigError::Invalid {
+                    origin: origin.into(),
+                    line: None,
+                    field: "notify.webhook_url".into(),
+                    message,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work; returns `(field, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        for (name, field) in [
+            (&self.kafka.topic_prefix, "kafka.topic_prefix"),
+            (&self.kafka.group_prefix, "kafka.group_prefix"),
+        ] {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return fail(
+                    field,
+                    format!(
+                        "'{name}' must be non-empty and use only letters, digits, '.', '_' and '-'"
+                    ),
+                );
+            }
+        }
+        if let Some(brokers) = &self.kafka.brokers {
+            if brokers.split(',').any(|b| b.trim().is_empty()) {
+                return fail(
+                    "kafka.brokers",
+                    format!("'{brokers}' is not a host:port,... list"),
+                );
+            }
+        }
+        for name in self.kafka.properties.keys() {
+            if OWNED_PROPERTIES.contains(&name.as_str()) {
+                return fail(
+                    &format!("kafka.properties.{name}"),
+                    "medic sets this property itself to keep its delivery guarantee; \
+                     use kafka.brokers or delivery.mode instead"
+                        .into(),
+                );
+            }
+        }
+        let d = &self.delivery;
+        if d.batch_max_records == 0 {
+            return fail("delivery.batch_max_records", "must be at least 1".into());
+        }
+        if d.timer_interval_ms == 0 {
+            return fail("delivery.timer_interval_ms", "must be at least 1".into());
+        }
+        let c = &self.categorize;
+        if c.window_quiet_ms <= 0 {
+            return fail("categorize.window_quiet_ms", "must be positive".into());
+        }
+        if c.window_max_ms < c.window_quiet_ms {
+            return fail(
+                "categorize.window_max_ms",
+                format!(
+                    "{} is shorter than window_quiet_ms ({})",
+                    c.window_max_ms, c.window_quiet_ms
+                ),
+            );
+        }
+        if c.max_evidence == 0 {
+            return fail("categorize.max_evidence", "must be at least 1".into());
+        }
+        if self.notify.webhook_attempts == 0 {
+            return fail("notify.webhook_attempts", "must be at least 1".into());
+        }
+        if let Some(url) = &self.notify.webhook_url {
+            if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${"))
+            {
+                return fail(
+                    "notify.webhook_url",
+                    "must be an http:// or https:// URL".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Some(resolved)` when `value` is a `${env:..}`/`${file:..}` reference.
+fn resolve_reference(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Result<String, String>> {
+    let inner = value.strip_prefix("${")?.strip_suffix('}')?;
+    Some(if let Some(var) = inner.strip_prefix("env:") {
+        env(var).ok_or_else(|| format!("environment variable {var} is not set"))
+    } else if let Some(path) = inner.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("cannot read secret file {path}: {e}"))
+    } else {
+        Err(format!(
+            "'{value}' is neither ${{env:NAME}} nor ${{file:/path}}"
+        ))
+    })
+}
+
+/// Removes serde_yaml's trailing " at line L column C" (we report the line ourselves).
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Best-effort line of a dotted field path in YAML text: follows the path's
+/// keys in order, each at a deeper indentation than the one before.
+fn locate(text: &str, field: &str) -> Option<usize> {
+    let mut keys = field.split('.').peekable();
+    let mut want = keys.next()?;
+    let mut min_indent = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if indent < min_indent || trimmed.starts_with('#') {
+            continue;
+        }
+        let key = trimmed
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if key == want && trimmed.contains(':') {
+            match keys.next() {
+                Some(next) => {
+                    want = next;
+                    min_indent = indent + 1;
+                }
+                None => return Some(i + 1),
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let example = include_str!("../config/medic.example.yaml");
+        let parsed = Config::parse(example, "config/medic.example.yaml").expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn an_unknown_field_names_file_line_and_field() {
+        let text =
+            "kafka:\n  topic_prefix: medic\ndelivery:\n  mode: exactly-once\n  batch_size: 10\n";
+        let err = Config::parse(text, "medic.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("medic.yaml:5: delivery"), "{err}");
+        assert!(err.contains("unknown field `batch_size`"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_enum_value_names_the_field() {
+        let err = Config::parse("delivery:\n  mode: twice\n", "m.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("m.yaml:2: delivery.mode:"), "{err}");
+        assert!(err.contains("exactly-once"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors_are_located_too() {
+        let text = "categorize:\n  window_quiet_ms: 60000\n  window_max_ms: 1000\n";
+        let err = Config::parse(text, "m.yaml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "m.yaml:3: categorize.window_max_ms: 1000 is shorter than window_quiet_ms (60000)"
+        );
+    }
+
+    #[test]
+    fn properties_medic_owns_are_refused() {
+        let text = "kafka:\n  properties:\n    enable.auto.commit: \"true\"\n";
+        let err = Config::parse(text, "m.yaml").unwrap_err().to_string();
+        assert!(err.contains("kafka.properties.enable.auto.commit"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_never_the_file() {
+        let text = "kafka:\n  properties:\n    sasl.password: hunter2\n";
+        let dir = std::env::temp_dir().join(format!("medic-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("literal.yaml");
+        std::fs::write(&path, text).expect("write");
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("secrets must not be written"), "{err}");
+
+        std::fs::write(
+            &path,
+            "kafka:\n  properties:\n    sasl.password: ${env:KAFKA_PW}\n",
+        )
+        .expect("write");
+        let env = |k: &str| (k == "KAFKA_PW").then(|| "s3cret".to_string());
+        let config = Config::load(Some(&path), &env).expect("loads");
+        assert_eq!(config.kafka.properties["sasl.password"], "s3cret");
+        let missing = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(missing.contains("KAFKA_PW is not set"), "{missing}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |k: &str| match k {
+            "MEDIC_BROKERS" => Some("k1:9092,k2:9092".to_string()),
+            "MEDIC_DELIVERY_MODE" => Some("at-least-once".to_string()),
+            _ => None,
+        };
+        let config = Config::load(None, &env).expect("loads");
+        assert_eq!(config.kafka.brokers.as_deref(), Some("k1:9092,k2:9092"));
+        assert_eq!(config.delivery.mode, DeliveryMode::AtLeastOnce);
+        let bad = |k: &str| (k == "MEDIC_DELIVERY_MODE").then(|| "sometimes".to_string());
+        let err = Config::load(None, &bad).unwrap_err().to_string();
+        assert!(err.contains("MEDIC_DELIVERY_MODE"), "{err}");
+    }
+}

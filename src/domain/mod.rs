@@ -1,0 +1,25 @@
+//! The domain model: the vocabulary every stage speaks.
+//!
+//! Types here are plain data with serde derives whose field names match the Avro
+//! schemas in `schemas/` one to one; the codec encodes them without any
+//! intermediate representation. Nothing here does I/O.
+
+mod enums;
+mod key;
+mod records;
+
+pub use enums::{
+    ApprovalDecision, AuditEvent, CiPlatform, CiStatus, Component, DeliveryStatus, ErrorKind,
+    FailureType, NotificationTrigger, Outcome, Phase, RecoveryStatus, Severity, Shipper,
+    SignalKind, StepStatus,
+};
+pub use key::{normalize_environment, DeploymentKey};
+pub use records::{
+    Approval, AuditRecord, CategorizedFailure, CiEvent, CiRef, CorrelationWindow, DeadLetter,
+    DecisionStep, Evidence, NotificationRecord, PlanStep, RawLogEnvelope, RecoveryOutcome,
+    RecoveryPlan, RecoveryState, RunnerUp, Signal, StepState, StrategyCount, StrategyStats,
+};
+
+/// Milliseconds since the Unix epoch. Every time in medic is one of these, and
+/// cores receive "now" as an argument instead of reading a clock.
+pub type Millis = i64;

@@ -1,0 +1,327 @@
+//! Record types, one per Avro schema in `schemas/`. Field order and names follow
+//! the schema; `Option` is a `["null", T]` union, `BTreeMap` an Avro map (sorted,
+//! so encoding is deterministic), `Vec` an array.
+
+use super::enums::*;
+use super::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where a signal came from (schema `RawLogEnvelope`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawLogEnvelope {
+    pub shipper: Shipper,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub kafka_timestamp: Option<Millis>,
+    pub host: Option<String>,
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+    pub container: Option<String>,
+}
+
+/// The CI run behind a ci-kind signal (schema `CiRef`, inside `Signal`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CiRef {
+    pub event_id: String,
+    pub platform: String,
+    pub status: String,
+    pub pipeline: String,
+    pub job: Option<String>,
+    pub url: Option<String>,
+}
+
+/// One normalized observation about a deployment (schema `Signal`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub id: String,
+    pub deployment_key: String,
+    pub service: String,
+    pub environment: String,
+    pub kind: SignalKind,
+    pub observed_at: Millis,
+    pub text: String,
+    pub level: Option<String>,
+    pub status_code: Option<i32>,
+    pub affected_users: Option<i64>,
+    pub error_rate: Option<f64>,
+    pub ci: Option<CiRef>,
+    pub origin: RawLogEnvelope,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A verified, normalized CI/CD webhook delivery (schema `CiEvent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CiEvent {
+    pub id: String,
+    pub platform: CiPlatform,
+    pub event_type: String,
+    pub status: CiStatus,
+    pub service: String,
+    pub environment: String,
+    pub pipeline: String,
+    pub job: Option<String>,
+    pub run_id: String,
+    #[serde(default = "one")]
+    pub run_attempt: i32,
+    pub commit_sha: Option<String>,
+    pub branch: Option<String>,
+    pub url: Option<String>,
+    pub actor: Option<String>,
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub failed_steps: Vec<String>,
+    pub log_excerpt: Option<String>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub received_at: Millis,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// One rule that fired on one signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub rule_id: String,
+    pub failure_type: FailureType,
+    pub matched: String,
+    pub span_start: i32,
+    pub span_end: i32,
+    pub signal_id: String,
+    pub weight: f64,
+}
+
+/// The second-best type of a close call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerUp {
+    pub failure_type: FailureType,
+    pub confidence: f64,
+}
+
+/// One categorized deployment failure (schema `CategorizedFailure`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategorizedFailure {
+    pub id: String,
+    pub deployment_key: String,
+    pub service: String,
+    pub environment: String,
+    pub failure_type: FailureType,
+    pub severity: Severity,
+    pub confidence: f64,
+    pub runner_up: Option<RunnerUp>,
+    pub evidence: Vec<Evidence>,
+    pub components: Vec<Component>,
+    pub transient: bool,
+    pub affected_users: Option<i64>,
+    pub error_rate: Option<f64>,
+    #[serde(default)]
+    pub status_codes: Vec<i32>,
+    pub rule_pack_version: String,
+    pub signal_count: i64,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+    pub summary: String,
+}
+
+/// An open correlation window, categorize's changelog value (schema `CorrelationWindow`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorrelationWindow {
+    pub deployment_key: String,
+    pub service: String,
+    pub environment: String,
+    pub opened_at: Millis,
+    pub touched_at: Millis,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+    pub signal_count: i64,
+    pub matched_signals: i64,
+    pub scores: BTreeMap<String, f64>,
+    pub evidence: Vec<Evidence>,
+    pub components: Vec<Component>,
+    pub transient_votes: i64,
+    pub critical: bool,
+    pub severity_hint: Option<Severity>,
+    pub affected_users: Option<i64>,
+    pub error_rate: Option<f64>,
+    #[serde(default)]
+    pub status_codes: Vec<i32>,
+    #[serde(default)]
+    pub ci_failed: bool,
+    #[serde(default)]
+    pub ci_cancelled: bool,
+}
+
+/// One branch taken while choosing a strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionStep {
+    pub node: String,
+    pub question: String,
+    pub answer: String,
+}
+
+/// One planned action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub index: i32,
+    pub phase: Phase,
+    pub action: String,
+    pub target: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub timeout_ms: i64,
+}
+
+/// What medic intends to do about one failure, and why (schema `RecoveryPlan`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryPlan {
+    pub recovery_id: String,
+    pub failure_id: String,
+    pub deployment_key: String,
+    pub service: String,
+    pub environment: String,
+    pub failure_type: FailureType,
+    pub severity: Severity,
+    pub strategy: String,
+    pub requires_approval: bool,
+    pub decision_path: Vec<DecisionStep>,
+    pub steps: Vec<PlanStep>,
+    pub created_at: Millis,
+    pub estimated_duration_ms: i64,
+}
+
+/// A human decision on a gated recovery (schema `Approval`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub recovery_id: String,
+    pub decision: ApprovalDecision,
+    pub approver: String,
+    pub reason: Option<String>,
+    pub decided_at: Millis,
+}
+
+/// Where one step of a recovery stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub index: i32,
+    pub phase: Phase,
+    pub action: String,
+    pub target: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub timeout_ms: i64,
+    pub status: StepStatus,
+    pub attempts: i32,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub detail: Option<String>,
+}
+
+/// Snapshot of a deployment's latest recovery (schema `RecoveryState`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryState {
+    pub recovery_id: String,
+    pub failure_id: String,
+    pub deployment_key: String,
+    pub service: String,
+    pub environment: String,
+    pub failure_type: FailureType,
+    pub severity: Severity,
+    pub strategy: String,
+    pub status: RecoveryStatus,
+    pub dry_run: bool,
+    pub steps: Vec<StepState>,
+    pub started_at: Millis,
+    pub updated_at: Millis,
+    pub approver: Option<String>,
+}
+
+/// How one recovery ended (schema `RecoveryOutcome`, public contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryOutcome {
+    pub recovery_id: String,
+    pub failure_id: String,
+    pub deployment_key: String,
+    pub service: String,
+    pub environment: String,
+    pub failure_type: FailureType,
+    pub severity: Severity,
+    pub strategy: String,
+    pub outcome: Outcome,
+    pub dry_run: bool,
+    pub started_at: Millis,
+    pub finished_at: Millis,
+    pub steps_total: i32,
+    pub steps_succeeded: i32,
+    pub detail: String,
+}
+
+/// One recovery action or decision (schema `AuditRecord`, public contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: String,
+    pub recovery_id: String,
+    pub deployment_key: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub phase: Option<Phase>,
+    pub step_index: Option<i32>,
+    pub event: AuditEvent,
+    pub dry_run: bool,
+    pub idempotency_key: Option<String>,
+    pub detail: String,
+    pub at: Millis,
+}
+
+/// A record a stage could not handle (schema `DeadLetter`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub stage: String,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    #[serde(with = "serde_bytes")]
+    pub source_key: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub payload: Option<Vec<u8>>,
+    pub error_kind: ErrorKind,
+    pub error: String,
+    pub at: Millis,
+}
+
+/// One notification delivery (schema `NotificationRecord`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    pub id: String,
+    pub recovery_id: String,
+    pub deployment_key: String,
+    pub channel: String,
+    pub trigger: NotificationTrigger,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub http_status: Option<i32>,
+    pub message: String,
+    pub error: Option<String>,
+    pub at: Millis,
+}
+
+/// Outcome counts of one strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrategyCount {
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// Learned outcome counts per strategy for one deployment (schema `StrategyStats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategyStats {
+    pub deployment_key: String,
+    pub counts: BTreeMap<String, StrategyCount>,
+    #[serde(default)]
+    pub recent_outcomes: Vec<String>,
+    pub updated_at: Millis,
+}

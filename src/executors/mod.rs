@@ -1,0 +1,62 @@
+//! Executors: where side effects happen, outside the stage cores.
+//!
+//! The runner hands every [`EffectRequest`] to an [`Executor`] and feeds the
+//! [`EffectResult`] back to the stage. Recovery steps go to [`DryRun`] until
+//! real executors (CI APIs, Kubernetes) are configured; notifications go to the
+//! [`Webhook`] sink.
+
+mod dry_run;
+mod webhook;
+
+pub use dry_run::DryRun;
+pub use webhook::Webhook;
+
+use crate::stages::{EffectRequest, EffectResult};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, so that executors can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Carries out side effects. Must treat a repeated idempotency key as the same
+/// request: after a crash the runner may send a started step again.
+pub trait Executor: Send + Sync {
+    /// Carries out `request`; never panics, reports failure in the result.
+    fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult>;
+}
+
+/// Routes each kind of request to its executor.
+#[derive(Clone)]
+pub struct Executors {
+    /// Recovery steps.
+    pub steps: Arc<dyn Executor>,
+    /// Notifications.
+    pub notifications: Arc<dyn Executor>,
+}
+
+impl Executor for Executors {
+    fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
+        match request {
+            EffectRequest::RecoveryStep { .. } => self.steps.execute(request),
+            EffectRequest::Notify { .. } => self.notifications.execute(request),
+        }
+    }
+}
+
+/// An executor for requests nobody configured a sink for: fails them, clearly.
+pub struct Unconfigured;
+
+impl Executor for Unconfigured {
+    fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
+        Box::pin(async move {
+            EffectResult {
+                idempotency_key: request.key().to_string(),
+                success: false,
+                detail: "no executor is configured for this request".into(),
+                attempts: 0,
+                http_status: None,
+            }
+        })
+    }
+}

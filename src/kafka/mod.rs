@@ -1,0 +1,80 @@
+//! Everything that talks to Kafka: client settings, the embedded cluster, the
+//! admin commands and the generic stage runner. No other module imports rdkafka.
+
+pub mod admin;
+mod dedup;
+pub mod embedded;
+mod restore;
+pub mod runner;
+mod shutdown;
+
+pub use shutdown::Shutdown;
+
+use crate::config::DeliveryMode;
+use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
+
+/// How to reach a cluster: bootstrap servers plus pass-through librdkafka
+/// properties (SASL, TLS, timeouts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSettings {
+    /// `host:port,...`.
+    pub brokers: String,
+    /// Extra librdkafka properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl ClientSettings {
+    /// Settings for `brokers` with no extra properties.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        ClientSettings {
+            brokers: brokers.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// A base config: bootstrap servers and the pass-through properties.
+    pub fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// A consumer-group member that commits explicitly and reads only committed data.
+    pub fn consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            // Eager assignment: every rebalance revokes everything, so state is
+            // rebuilt for exactly the new assignment.
+            .set("partition.assignment.strategy", "range");
+        config
+    }
+
+    /// A producer partitioning like the Java client (murmur2), so keys land
+    /// where other tools expect; transactional when `transactional_id` is set.
+    pub fn producer(&self, mode: DeliveryMode, transactional_id: Option<&str>) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5");
+        match (mode, transactional_id) {
+            (DeliveryMode::ExactlyOnce, Some(id)) => {
+                config
+                    .set("transactional.id", id)
+                    .set("transaction.timeout.ms", "60000");
+            }
+            _ => {
+                config.set("enable.idempotence", "true");
+            }
+        }
+        config
+    }
+}

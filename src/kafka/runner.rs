@@ -1,0 +1,586 @@
+//! The generic stage runner: consume, decode, call the stage's core, encode,
+//! produce, commit — for every stage, in both delivery modes.
+//!
+//! One runner is one consumer-group member on its own thread. It polls a batch
+//! (at most `batch_max_records`, at most `batch_linger_ms`), hands each record
+//! to the [`Processor`], produces what it asks for, and commits:
+//!
+//! * **exactly-once**: outputs and input offsets go into one Kafka transaction
+//!   (`send_offsets_to_transaction`, `commit_transaction`);
+//! * **at-least-once**: every produced record is acknowledged first, then the
+//!   offsets are committed synchronously. A crash between the two resends
+//!   outputs; consumers drop them by the `medic-id` header.
+//!
+//! Before a side effect ([`Action::Execute`]) everything produced so far is
+//! committed, so the "step started" record is durable before the executor runs.
+//! On a revoke the open batch is committed inside the rebalance callback; on an
+//! assignment the stage's state is rebuilt from its changelog for exactly the
+//! assigned partitions before any input is handed over. Undecodable or invalid
+//! records go to the dead-letter topic (capped per minute) and the stage goes
+//! on; a fatal error stops the runner without committing, and the supervisor
+//! restarts it from the last commit.
+
+use super::dedup::Dedup;
+use super::{restore, ClientSettings, Shutdown};
+use crate::codec;
+use crate::config::{DeliveryConfig, DeliveryMode};
+use crate::domain::{DeadLetter, ErrorKind};
+use crate::executors::Executor;
+use crate::stages::{Action, InputRecord, OutputRecord, ProcessError, Processor, StageName};
+use crate::timefmt::wall_clock;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// Header carrying a record's id, for de-duplication.
+pub const ID_HEADER: &str = "medic-id";
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// What one runner needs to know.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Cluster.
+    pub settings: ClientSettings,
+    /// Consumer group id.
+    pub group: String,
+    /// Unique per runner instance; part of the transactional id.
+    pub instance: String,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Where undecodable records go.
+    pub deadletter_topic: String,
+}
+
+/// Why a runner stopped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunnerError {
+    /// Will not fix itself (wrong settings, a broker without transactions).
+    #[error("{0}")]
+    Setup(String),
+    /// Nothing was committed past the problem; start again from the last commit.
+    #[error("{0}")]
+    Restart(String),
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Records handed to the stage.
+    pub consumed: u64,
+    /// Records produced (including dead letters).
+    pub produced: u64,
+    /// Records sent to the dead-letter topic.
+    pub deadlettered: u64,
+    /// Redelivered records dropped by id.
+    pub duplicates: u64,
+    /// Changelog records applied during restores.
+    pub restored: u64,
+}
+
+struct Pipeline {
+    processor: Box<dyn Processor>,
+    producer: FutureProducer,
+    mode: DeliveryMode,
+    stage: StageName,
+    deadletter_topic: String,
+    txn_open: bool,
+    in_flight: Vec<DeliveryFuture>,
+    offsets: BTreeMap<(String, i32), i64>,
+    dedup: Dedup,
+    dlq_window: (Instant, u32),
+    max_dlq: u32,
+    executor: Arc<dyn Executor>,
+    rt: Handle,
+    stats: RunStats,
+}
+
+struct StageContext {
+    pipeline: Arc<Mutex<Pipeline>>,
+    settings: ClientSettings,
+    error: Mutex<Option<RunnerError>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock already stopped this runner's thread;
+    // the data is still consistent enough to commit nothing further.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl StageContext {
+    fn fail(&self, e: RunnerError) {
+        lock(&self.error).get_or_insert(e);
+    }
+}
+
+impl ClientContext for StageContext {}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(
+                partitions = tpl.count(),
+                "partitions revoked; committing the open batch"
+            );
+            if let Err(e) = lock(&self.pipeline).commit(consumer) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let partitions: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            let mut pipeline = lock(&self.pipeline);
+            let stage = pipeline.stage;
+            match restore::restore(
+                &self.settings,
+                pipeline.processor.as_mut(),
+                &partitions,
+                RESTORE_TIMEOUT,
+            ) {
+                Ok(n) => {
+                    pipeline.stats.restored += n;
+                    tracing::info!(%stage, ?partitions, restored = n, "partitions assigned; state restored");
+                }
+                Err(e) => self.fail(RunnerError::Restart(format!(
+                    "{stage}: restoring state failed: {e}"
+                ))),
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    fn fatal(&self, e: ProcessError) -> RunnerError {
+        RunnerError::Restart(format!("{}: {e}", self.stage))
+    }
+
+    fn handle(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+        msg: &BorrowedMessage<'_>,
+    ) -> Result<(), RunnerError> {
+        self.stats.consumed += 1;
+        let input = InputRecord {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key(),
+            payload: msg.payload(),
+            timestamp: msg.timestamp().to_millis(),
+        };
+        let id = msg
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == ID_HEADER).and_then(|h| h.value))
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let duplicate = id.is_some_and(|id| self.dedup.check_and_insert(id));
+        if duplicate {
+            self.stats.duplicates += 1;
+        } else {
+            let mut attempt = 0;
+            let result = loop {
+                match self.processor.process(&input, wall_clock()) {
+                    Err(ProcessError::Transient(e)) if attempt < 3 => {
+                        attempt += 1;
+                        tracing::warn!(stage = %self.stage, error = %e, attempt, "transient failure; retrying");
+                        std::thread::sleep(Duration::from_millis(100 << attempt));
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Ok(actions) => self.run_actions(consumer, actions)?,
+                Err(ProcessError::Undecodable(e)) => {
+                    self.dead_letter(&input, ErrorKind::Undecodable, e)?
+                }
+                Err(ProcessError::Invalid(e)) => self.dead_letter(&input, ErrorKind::Invalid, e)?,
+                Err(ProcessError::Transient(e)) => {
+                    self.dead_letter(&input, ErrorKind::Processing, e)?
+                }
+                Err(fatal @ ProcessError::Fatal(_)) => return Err(self.fatal(fatal)),
+            }
+        }
+        self.offsets
+            .insert((input.topic.to_string(), input.partition), input.offset + 1);
+        Ok(())
+    }
+
+    fn run_actions(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+        actions: Vec<Action>,
+    ) -> Result<(), RunnerError> {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Emit(out) => self.send(out)?,
+                Action::Execute(request) => {
+                    // The records announcing this effect must be durable first.
+                    self.commit(consumer)?;
+                    let result = self.rt.block_on(self.executor.execute(&request));
+                    let more = self
+                        .processor
+                        .on_effect(result, wall_clock())
+                        .map_err(|e| self.fatal(e))?;
+                    for a in more.into_iter().rev() {
+                        queue.push_front(a);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn timer(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
+        let actions = self
+            .processor
+            .on_timer(wall_clock())
+            .map_err(|e| self.fatal(e))?;
+        self.run_actions(consumer, actions)
+    }
+
+    fn dead_letter(
+        &mut self,
+        input: &InputRecord<'_>,
+        kind: ErrorKind,
+        error: String,
+    ) -> Result<(), RunnerError> {
+        let (since, count) = &mut self.dlq_window;
+        if since.elapsed() >= Duration::from_secs(60) {
+            *since = Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        if *count > self.max_dlq {
+            return Err(RunnerError::Restart(format!(
+                "{}: more than {} records dead-lettered within a minute; stopping without committing (last: {error})",
+                self.stage, self.max_dlq
+            )));
+        }
+        tracing::warn!(stage = %self.stage, topic = input.topic, partition = input.partition, offset = input.offset, kind = %kind, %error, "dead-lettering record");
+        let letter = DeadLetter {
+            stage: self.stage.to_string(),
+            source_topic: input.topic.to_string(),
+            source_partition: input.partition,
+            source_offset: input.offset,
+            source_key: input.key.map(<[u8]>::to_vec),
+            payload: input.payload.map(<[u8]>::to_vec),
+            error_kind: kind,
+            error,
+            at: wall_clock(),
+        };
+        let key = input
+            .key
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        let value = codec::encode(&letter).map_err(|e| RunnerError::Restart(e.to_string()))?;
+        self.stats.deadlettered += 1;
+        let topic = self.deadletter_topic.clone();
+        self.send(OutputRecord {
+            topic,
+            key,
+            value: Some(value),
+            id: None,
+        })
+    }
+
+    fn send(&mut self, out: OutputRecord) -> Result<(), RunnerError> {
+        if self.mode == DeliveryMode::ExactlyOnce && !self.txn_open {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| RunnerError::Restart(format!("begin transaction: {e}")))?;
+            self.txn_open = true;
+        }
+        let mut headers = OwnedHeaders::new();
+        if let Some(id) = &out.id {
+            headers = headers.insert(Header {
+                key: ID_HEADER,
+                value: Some(id.as_bytes()),
+            });
+        }
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&out.topic)
+            .key(out.key.as_str())
+            .headers(headers);
+        if let Some(value) = &out.value {
+            record = record.payload(value.as_slice());
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.in_flight.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    return Err(RunnerError::Restart(format!(
+                        "producing to {}: {e}",
+                        out.topic
+                    )))
+                }
+            }
+        }
+        self.stats.produced += 1;
+        if self.mode == DeliveryMode::AtLeastOnce && self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.await_deliveries()?;
+        }
+        Ok(())
+    }
+
+    fn await_deliveries(&mut self) -> Result<(), RunnerError> {
+        for delivery in self.in_flight.drain(..) {
+            match self.rt.block_on(delivery) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(RunnerError::Restart(format!("delivery failed: {e}")))
+                }
+                Err(_) => {
+                    return Err(RunnerError::Restart(
+                        "producer closed before delivery".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes changelog updates, then makes every output and processed offset durable.
+    fn commit(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
+        let flushed = self
+            .processor
+            .end_batch(wall_clock())
+            .map_err(|e| self.fatal(e))?;
+        for action in flushed {
+            match action {
+                Action::Emit(out) => self.send(out)?,
+                Action::Execute(_) => {
+                    return Err(RunnerError::Restart(format!(
+                        "{}: end_batch requested an effect",
+                        self.stage
+                    )))
+                }
+            }
+        }
+        if self.offsets.is_empty() && !self.txn_open && self.in_flight.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| RunnerError::Restart(format!("offset list: {e}")))?;
+        }
+        match self.mode {
+            DeliveryMode::ExactlyOnce => {
+                if !self.txn_open {
+                    self.producer
+                        .begin_transaction()
+                        .map_err(|e| RunnerError::Restart(format!("begin transaction: {e}")))?;
+                    self.txn_open = true;
+                }
+                let result = (|| {
+                    if tpl.count() > 0 {
+                        let group = consumer
+                            .group_metadata()
+                            .ok_or("the consumer has no group metadata")?;
+                        self.producer
+                            .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+                            .map_err(|e| format!("sending offsets: {e}"))?;
+                    }
+                    self.producer
+                        .commit_transaction(TXN_TIMEOUT)
+                        .map_err(|e| format!("committing: {e}"))
+                })();
+                self.txn_open = false;
+                self.in_flight.clear();
+                if let Err(e) = result {
+                    let _ = self.producer.abort_transaction(TXN_TIMEOUT);
+                    return Err(RunnerError::Restart(format!(
+                        "{}: transaction aborted: {e}",
+                        self.stage
+                    )));
+                }
+            }
+            DeliveryMode::AtLeastOnce => {
+                self.await_deliveries()?;
+                if tpl.count() > 0 {
+                    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                        // The records will be redelivered to whoever owns them
+                        // now; their outputs carry ids, so consumers drop the copies.
+                        tracing::warn!(stage = %self.stage, error = %e, "offset commit failed; records will be redelivered");
+                    }
+                }
+            }
+        }
+        self.offsets.clear();
+        Ok(())
+    }
+}
+
+/// Runs one stage instance until `shutdown` is set or an error stops it.
+pub fn run(
+    config: &RunnerConfig,
+    processor: Box<dyn Processor>,
+    executor: Arc<dyn Executor>,
+    rt: Handle,
+    shutdown: &Shutdown,
+) -> Result<RunStats, RunnerError> {
+    let stage = processor.stage();
+    let mode = config.delivery.mode;
+    let transactional_id = format!("{}.{}", config.group, config.instance);
+    let producer: FutureProducer = config
+        .settings
+        .producer(mode, Some(&transactional_id))
+        .create()
+        .map_err(|e| RunnerError::Setup(format!("{stage}: cannot create producer: {e}")))?;
+    if mode == DeliveryMode::ExactlyOnce {
+        producer.init_transactions(TXN_TIMEOUT).map_err(|e| {
+            RunnerError::Setup(format!(
+                "{stage}: cannot start Kafka transactions ({e}); if the brokers do not support \
+                 transactions, set delivery.mode: at-least-once (or MEDIC_DELIVERY_MODE=at-least-once)"
+            ))
+        })?;
+    }
+    let inputs = processor.input_topics();
+    let pipeline = Arc::new(Mutex::new(Pipeline {
+        processor,
+        producer,
+        mode,
+        stage,
+        deadletter_topic: config.deadletter_topic.clone(),
+        txn_open: false,
+        in_flight: Vec::new(),
+        offsets: BTreeMap::new(),
+        dedup: Dedup::new(config.delivery.dedup_capacity),
+        dlq_window: (Instant::now(), 0),
+        max_dlq: config.delivery.max_deadletters_per_minute,
+        executor,
+        rt,
+        stats: RunStats::default(),
+    }));
+    let context = StageContext {
+        pipeline: pipeline.clone(),
+        settings: config.settings.clone(),
+        error: Mutex::new(None),
+    };
+    let consumer: BaseConsumer<StageContext> = config
+        .settings
+        .consumer(&config.group)
+        .create_with_context(context)
+        .map_err(|e| RunnerError::Setup(format!("{stage}: cannot create consumer: {e}")))?;
+    let topic_refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|e| RunnerError::Setup(format!("{stage}: cannot subscribe to {inputs:?}: {e}")))?;
+    tracing::info!(%stage, group = %config.group, %mode, ?inputs, "stage started");
+
+    let result = poll_loop(config, &consumer, &pipeline, shutdown);
+    let stats = {
+        let mut p = lock(&pipeline);
+        let closing = match &result {
+            Ok(()) => p.commit(&consumer),
+            Err(_) => Ok(()),
+        };
+        let _ = p.producer.flush(Duration::from_secs(10));
+        closing.and(result).map(|()| p.stats)
+    };
+    // Leaving the group runs the revoke callback, which locks the pipeline:
+    // the lock above must be released first.
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(%stage, ?stats, "stage stopped");
+    stats
+}
+
+fn poll_loop(
+    config: &RunnerConfig,
+    consumer: &BaseConsumer<StageContext>,
+    pipeline: &Arc<Mutex<Pipeline>>,
+    shutdown: &Shutdown,
+) -> Result<(), RunnerError> {
+    let linger = Duration::from_millis(config.delivery.batch_linger_ms);
+    let timer_every = Duration::from_millis(config.delivery.timer_interval_ms);
+    let mut last_timer = Instant::now();
+    let take_error = || lock(&consumer.context().error).take();
+    while !shutdown.is_triggered() {
+        let mut records = 0usize;
+        let started = Instant::now();
+        loop {
+            let timeout = if records == 0 {
+                Duration::from_millis(100).min(timer_every)
+            } else {
+                linger.saturating_sub(started.elapsed())
+            };
+            let polled = consumer.poll(timeout);
+            if let Some(e) = take_error() {
+                return Err(e);
+            }
+            match polled {
+                None => break,
+                Some(Ok(msg)) => {
+                    lock(pipeline).handle(consumer, &msg)?;
+                    records += 1;
+                }
+                Some(Err(e)) => {
+                    if let KafkaError::MessageConsumptionFatal(_) = e {
+                        return Err(RunnerError::Restart(format!("consumer failed: {e}")));
+                    }
+                    tracing::warn!(error = %e, "consumer error");
+                }
+            }
+            if records >= config.delivery.batch_max_records
+                || started.elapsed() >= linger
+                || shutdown.is_triggered()
+            {
+                break;
+            }
+        }
+        let mut p = lock(pipeline);
+        if last_timer.elapsed() >= timer_every {
+            last_timer = Instant::now();
+            p.timer(consumer)?;
+        }
+        p.commit(consumer)?;
+    }
+    Ok(())
+}
+
+/// Runs a stage under supervision: a runner that stops with
+/// [`RunnerError::Restart`] is started again after a backoff (1 s doubling to
+/// 30 s), with a fresh processor whose state is restored from its changelog.
+pub fn supervise(
+    config: RunnerConfig,
+    factory: impl Fn() -> Box<dyn Processor>,
+    executor: Arc<dyn Executor>,
+    rt: Handle,
+    shutdown: Shutdown,
+) -> Result<RunStats, RunnerError> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match run(&config, factory(), executor.clone(), rt.clone(), &shutdown) {
+            Ok(stats) => return Ok(stats),
+            Err(RunnerError::Setup(e)) => return Err(RunnerError::Setup(e)),
+            Err(RunnerError::Restart(e)) => {
+                tracing::error!(group = %config.group, error = %e, ?backoff, "stage stopped; restarting from the last commit");
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if shutdown.is_triggered() {
+                        return Err(RunnerError::Restart(e));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Categorize: signals in, one [`CategorizedFailure`] per deployment failure out.
+//!
+//! State: the open correlation window of each deployment, written to the
+//! compacted changelog `medic.categorize.windows` at the end of every batch in
+//! which it changed (one record per changed window, not per signal) and read
+//! back on partition assignment.
+
+pub mod rules;
+pub mod window;
+
+use crate::codec;
+use crate::config::CategorizeConfig;
+use crate::domain::{CorrelationWindow, Millis, Signal};
+use crate::stages::{
+    decode_input, Action, InputRecord, OutputRecord, ProcessError, Processor, StageName,
+};
+use crate::topics::Topics;
+use rules::RulePack;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The categorize stage.
+pub struct Categorize {
+    topics: Topics,
+    config: CategorizeConfig,
+    pack: RulePack,
+    windows: BTreeMap<String, CorrelationWindow>,
+    dirty: BTreeSet<String>,
+}
+
+impl Categorize {
+    /// A categorize stage using `pack`.
+    pub fn new(topics: Topics, config: CategorizeConfig, pack: RulePack) -> Self {
+        Categorize {
+            topics,
+            config,
+            pack,
+            windows: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Open windows, by deployment key.
+    pub fn windows(&self) -> &BTreeMap<String, CorrelationWindow> {
+        &self.windows
+    }
+
+    /// Folds one signal into its deployment's window.
+    pub fn handle(&mut self, signal: &Signal, now: Millis) {
+        let hits = self.pack.scan(&signal.text);
+        let mut slot = self.windows.remove(&signal.deployment_key);
+        let changed = window::absorb(&mut slot, signal, &hits, &self.pack, &self.config, now);
+        if let Some(w) = slot {
+            self.windows.insert(signal.deployment_key.clone(), w);
+        }
+        if changed {
+            self.dirty.insert(signal.deployment_key.clone());
+        }
+    }
+}
+
+impl Processor for Categorize {
+    fn stage(&self) -> StageName {
+        StageName::Categorize
+    }
+
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.topics.signals.clone()]
+    }
+
+    fn state_topics(&self) -> Vec<String> {
+        vec![self.topics.windows.clone()]
+    }
+
+    fn reset(&mut self) {
+        self.windows.clear();
+        self.dirty.clear();
+    }
+
+    fn restore(
+        &mut self,
+        _topic: &str,
+        key: &[u8],
+        payload: Option<&[u8]>,
+    ) -> Result<(), ProcessError> {
+        let key = String::from_utf8_lossy(key).into_owned();
+        match payload {
+            None => {
+                self.windows.remove(&key);
+            }
+            Some(bytes) => {
+                let window: CorrelationWindow =
+                    codec::decode(bytes).map_err(|e| ProcessError::Undecodable(e.to_string()))?;
+                self.windows.insert(key, window);
+            }
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        input: &InputRecord<'_>,
+        now: Millis,
+    ) -> Result<Vec<Action>, ProcessError> {
+        let signal: Signal = decode_input(input)?;
+        self.handle(&signal, now);
+        Ok(Vec::new())
+    }
+
+    fn on_timer(&mut self, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        let due: Vec<String> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| window::is_due(w, &self.config, now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut actions = Vec::with_capacity(due.len() * 2);
+        for key in due {
+            let Some(w) = self.windows.remove(&key) else {
+                continue;
+            };
+            self.dirty.remove(&key);
+            let failure = window::close(&w, &self.pack);
+            actions.push(Action::Emit(OutputRecord::encode(
+                &self.topics.failures,
+                &key,
+                Some(failure.id.clone()),
+                &failure,
+            )?));
+            actions.push(Action::Emit(OutputRecord::tombstone(
+                &self.topics.windows,
+                &key,
+            )));
+        }
+        Ok(actions)
+    }
+
+    fn end_batch(&mut self, _now: Millis) -> Result<Vec<Action>, ProcessError> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut actions = Vec::with_capacity(dirty.len());
+        for key in dirty {
+            if let Some(w) = self.windows.get(&key) {
+                actions.push(Action::Emit(OutputRecord::encode(
+                    &self.topics.windows,
+                    &key,
+                    None,
+                    w,
+                )?));
+            }
+        }
+        Ok(actions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::*;
+
+    fn signal(key: &str, text: &str, at: Millis) -> Signal {
+        let k = DeploymentKey::parse(key).expect("key");
+        Signal {
+            id: format!("s-{at}"),
+            deployment_key: k.to_string(),
+            service: k.service().into(),
+            environment: k.environment().into(),
+            kind: SignalKind::Log,
+            observed_at: at,
+            text: text.into(),
+            level: None,
+            status_code: None,
+            affected_users: None,
+            error_rate: None,
+            ci: None,
+            origin: RawLogEnvelope {
+                shipper: Shipper::PlainText,
+                topic: "t".into(),
+                partition: 0,
+                offset: at,
+                kafka_timestamp: None,
+                host: None,
+                pod: None,
+                namespace: None,
+                container: None,
+            },
+            attributes: Default::default(),
+        }
+    }
+
+    fn stage() -> Categorize {
+        Categorize::new(
+            Topics::default(),
+            CategorizeConfig::default(),
+            RulePack::default_pack(),
+        )
+    }
+
+    fn failures(actions: &[Action]) -> Vec<CategorizedFailure> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Emit(o) if o.topic == "medic.failures" => {
+                    codec::decode(o.value.as_deref()?).ok()
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_crash_loop_of_ten_thousand_lines_is_one_failure() {
+        let mut c = stage();
+        for i in 0..10_000 {
+            c.handle(
+                &signal(
+                    "checkout/prod",
+                    "Last State: Terminated Reason: OOMKilled Exit Code: 137",
+                    i,
+                ),
+                1_000 + i / 10,
+            );
+        }
+        assert!(
+            c.on_timer(2_000).expect("ok").is_empty(),
+            "window still open while signals arrive"
+        );
+        let out = c.on_timer(2_000 + 30_000).expect("ok");
+        let fs = failures(&out);
+        assert_eq!(fs.len(), 1);
+        let f = &fs[0];
+        assert_eq!(f.failure_type, FailureType::Resource);
+        assert_eq!(f.signal_count, 10_000);
+        assert_eq!(f.severity, Severity::High);
+        assert_eq!(f.id, "checkout/production@0");
+        assert!(c.windows().is_empty());
+    }
+
+    #[test]
+    fn plain_lines_open_nothing() {
+        let mut c = stage();
+        c.handle(&signal("web/prod", "GET /healthz 200 OK", 1), 1);
+        assert!(c.windows().is_empty());
+        assert!(c.end_batch(1).expect("ok").is_empty());
+        assert!(c.on_timer(1_000_000).expect("ok").is_empty());
+    }
+
+    #[test]
+    fn the_window_closes_at_its_maximum_even_while_signals_keep_coming() {
+        let mut c = stage();
+        let mut closed = Vec::new();
+        for t in (0..400_000).step_by(1_000) {
+            c.handle(&signal("api/staging", "dial tcp: connection refused", t), t);
+            closed.extend(failures(&c.on_timer(t).expect("ok")));
+        }
+        assert_eq!(closed.len(), 1, "one failure per 5 minutes");
+        assert_eq!(closed[0].failure_type, FailureType::Network);
+        assert!(closed[0].transient);
+    }
+
+    #[test]
+    fn windows_survive_a_restart_through_the_changelog() {
+        let mut before = stage();
+        before.handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5);
+        let changelog = before.end_batch(5).expect("ok");
+        let [Action::Emit(record)] = changelog.as_slice() else {
+            panic!("{changelog:?}")
+        };
+        assert_eq!(record.topic, "medic.categorize.windows");
+
+        let mut after = stage();
+        after
+            .restore(
+                &record.topic,
+                record.key.as_bytes(),
+                record.value.as_deref(),
+            )
+            .expect("restores");
+        let f = failures(&after.on_timer(5 + 30_000).expect("ok"));
+        assert_eq!(f[0].failure_type, FailureType::Data);
+        assert_eq!(f[0].signal_count, 1);
+    }
+
+    #[test]
+    fn impact_and_type_raise_severity() {
+        let mut c = stage();
+        let mut s = signal("api/staging", "x509: certificate has expired", 1);
+        s.affected_users = Some(5_000);
+        c.handle(&s, 1);
+        let f = failures(&c.on_timer(100_000).expect("ok"));
+        assert_eq!(f[0].failure_type, FailureType::Security);
+        assert_eq!(
+            f[0].severity,
+            Severity::High,
+            "staging is capped below critical"
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! Correlation windows: every signal of one deployment within a window folds
+//! into one failure, so a crash loop printing ten thousand lines is one failure.
+//!
+//! A window opens on the first signal that matches a rule (or on a failed CI
+//! run), absorbs every later signal of the deployment, and closes when no
+//! matching signal arrived for `window_quiet_ms`, or `window_max_ms` after it
+//! opened. Both limits use the `now` the caller passes, so closing is
+//! deterministic under a test clock.
+
+use super::rules::{Hit, RulePack};
+use crate::config::CategorizeConfig;
+use crate::domain::*;
+use std::collections::BTreeMap;
+
+/// Folds one signal into `window` (creating it when `window` is `None` and the
+/// signal matters). Returns whether the window changed.
+pub fn absorb(
+    window: &mut Option<CorrelationWindow>,
+    signal: &Signal,
+    hits: &[Hit],
+    pack: &RulePack,
+    config: &CategorizeConfig,
+    now: Millis,
+) -> bool {
+    let ci_failed = signal.kind == SignalKind::Ci
+        && signal.ci.as_ref().is_some_and(|c| c.status != "cancelled");
+    let ci_cancelled = signal.kind == SignalKind::Ci && !ci_failed;
+    let matters = !hits.is_empty() || signal.kind == SignalKind::Ci;
+    let w = match window {
+        Some(w) => w,
+        None if !matters => return false,
+        None => window.insert(CorrelationWindow {
+            deployment_key: signal.deployment_key.clone(),
+            service: signal.service.clone(),
+            environment: signal.environment.clone(),
+            opened_at: now,
+            touched_at: now,
+            first_seen: signal.observed_at,
+            last_seen: signal.observed_at,
+            signal_count: 0,
+            matched_signals: 0,
+            scores: BTreeMap::new(),
+            evidence: Vec::new(),
+            components: Vec::new(),
+            transient_votes: 0,
+            critical: false,
+            severity_hint: None,
+            affected_users: None,
+            error_rate: None,
+            status_codes: Vec::new(),
+            ci_failed: false,
+            ci_cancelled: false,
+        }),
+    };
+    w.signal_count += 1;
+    w.first_seen = w.first_seen.min(signal.observed_at);
+    w.last_seen = w.last_seen.max(signal.observed_at);
+    w.ci_failed |= ci_failed;
+    w.ci_cancelled |= ci_cancelled;
+    if let Some(users) = signal.affected_users {
+        w.affected_users = Some(w.affected_users.unwrap_or(0).max(users));
+    }
+    if let Some(rate) = signal.error_rate {
+        w.error_rate = Some(w.error_rate.unwrap_or(0.0).max(rate));
+    }
+    if let Some(code) = signal.status_code {
+        if w.status_codes.len() < 256 {
+            w.status_codes.push(code);
+        }
+    }
+    if signal.kind == SignalKind::Ci && !w.components.contains(&Component::CiPipeline) {
+        w.components.push(Component::CiPipeline);
+    }
+    if !matters {
+        return true;
+    }
+    w.touched_at = now;
+    if !hits.is_empty() {
+        w.matched_signals += 1;
+    }
+    for hit in hits {
+        let rule = &pack.rules()[hit.rule];
+        *w.scores.entry(rule.failure_type.to_string()).or_insert(0.0) += rule.weight;
+        if rule.transient {
+            w.transient_votes += 1;
+        }
+        w.critical |= rule.critical;
+        if let Some(hint) = rule.severity {
+            w.severity_hint = Some(w.severity_hint.map_or(hint, |h| h.min(hint)));
+        }
+        for c in &rule.components {
+            if !w.components.contains(c) {
+                w.components.push(*c);
+            }
+        }
+        if w.evidence.len() < config.max_evidence
+            && !w.evidence.iter().any(|e| e.rule_id == rule.id)
+        {
+            w.evidence.push(Evidence {
+                rule_id: rule.id.clone(),
+                failure_type: rule.failure_type,
+                matched: signal
+                    .text
+                    .get(hit.start..hit.end)
+                    .unwrap_or_default()
+                    .to_string(),
+                span_start: i32::try_from(hit.start).unwrap_or(i32::MAX),
+                span_end: i32::try_from(hit.end).unwrap_or(i32::MAX),
+                signal_id: signal.id.clone(),
+                weight: rule.weight,
+            });
+        }
+    }
+    true
+}
+
+/// True when the window should close at `now`.
+pub fn is_due(window: &CorrelationWindow, config: &CategorizeConfig, now: Millis) -> bool {
+    now - window.touched_at >= config.window_quiet_ms
+        || now - window.opened_at >= config.window_max_ms
+}
+
+/// The failure a closed window reports.
+pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure {
+    let mut ranked: Vec<(FailureType, f64)> = window
+        .scores
+        .iter()
+        .filter_map(|(t, s)| t.parse::<FailureType>().ok().map(|t| (t, *s)))
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.tie_break_rank().cmp(&b.0.tie_break_rank()))
+    });
+    let total: f64 = ranked.iter().map(|(_, s)| s).sum();
+    let mut evidence = window.evidence.clone();
+    let (failure_type, confidence) = match ranked.first() {
+        Some((t, s)) if total > 0.0 => (*t, s / total),
+        _ => {
+            // A failed CI run whose text matched nothing: application, low confidence.
+            evidence.push(Evidence {
+                rule_id: "medic.ci-failure-unmatched".into(),
+                failure_type: FailureType::Application,
+                matched: String::new(),
+                span_start: 0,
+                span_end: 0,
+                signal_id: String::new(),
+                weight: 0.0,
+            });
+            (FailureType::Application, 0.2)
+        }
+    };
+    let runner_up = ranked
+        .get(1)
+        .filter(|(_, s)| total > 0.0 && *s / total >= confidence * 0.5)
+        .map(|(t, s)| RunnerUp {
+            failure_type: *t,
+            confidence: s / total,
+        });
+    let winning: Vec<&Evidence> = evidence
+        .iter()
+        .filter(|e| e.failure_type == failure_type)
+        .collect();
+    let rule_of = |id: &str| pack.rules().iter().find(|r| r.id == id);
+    let transient_weight: f64 = winning
+        .iter()
+        .filter(|e| rule_of(&e.rule_id).is_some_and(|r| r.transient))
+        .map(|e| e.weight)
+        .sum();
+    let winning_weight: f64 = winning.iter().map(|e| e.weight).sum();
+    let transient = winning_weight > 0.0 && transient_weight * 2.0 >= winning_weight;
+    let summary = match winning.first() {
+        Some(e) if !e.matched.is_empty() => format!(
+            "{failure_type}: \"{}\" ({}){}",
+            e.matched,
+            e.rule_id,
+            match winning.len() {
+                1 => String::new(),
+                n => format!(" and {} more rules", n - 1),
+            }
+        ),
+        _ => format!("{failure_type}: CI run failed with no recognised error text"),
+    };
+    CategorizedFailure {
+        id: format!("{}@{}", window.deployment_key, window.first_seen),
+        deployment_key: window.deployment_key.clone(),
+        service: window.service.clone(),
+        environment: window.environment.clone(),
+        failure_type,
+        severity: severity(window, failure_type, &winning, pack),
+        confidence: (confidence * 1000.0).round() / 1000.0,
+        runner_up,
+        evidence,
+        components: if window.components.is_empty() {
+            vec![Component::Unknown]
+        } else {
+            window.components.clone()
+        },
+        transient,
+        affected_users: window.affected_users,
+        error_rate: window.error_rate,
+        status_codes: window.status_codes.clone(),
+        rule_pack_version: pack.version().to_string(),
+        signal_count: window.signal_count,
+        first_seen: window.first_seen,
+        last_seen: window.last_seen,
+        summary,
+    }
+}
+
+/// Severity, as tabled in `docs/severity.md`.
+fn severity(
+    window: &CorrelationWindow,
+    failure_type: FailureType,
+    winning: &[&Evidence],
+    pack: &RulePack,
+) -> Severity {
+    let production = window.environment == "production";
+    let hints: Vec<Severity> = winning
+        .iter()
+        .filter_map(|e| {
+            pack.rules()
+                .iter()
+                .find(|r| r.id == e.rule_id)
+                .and_then(|r| r.severity)
+        })
+        .collect();
+    if !hints.is_empty() && hints.iter().all(|h| *h == Severity::Info) {
+        return Severity::Info;
+    }
+    if window.critical {
+        return if production {
+            Severity::Critical
+        } else {
+            Severity::High
+        };
+    }
+    let mut severity = match window.environment.as_str() {
+        "production" => Severity::High,
+        "staging" => Severity::Medium,
+        "development" | "ci" => Severity::Low,
+        _ => Severity::Medium,
+    };
+    if let Some(hint) = hints.iter().min() {
+        severity = severity.min(*hint);
+    }
+    let ceiling = if production {
+        Severity::Critical
+    } else {
+        Severity::High
+    };
+    let raise = |s: Severity| s.raised().max(ceiling);
+    if matches!(failure_type, FailureType::Security | FailureType::Data) {
+        severity = raise(severity);
+    }
+    let fives = window
+        .status_codes
+        .iter()
+        .filter(|c| (500..600).contains(*c))
+        .count();
+    let high_impact = window.affected_users.is_some_and(|u| u >= 1000)
+        || window.error_rate.is_some_and(|r| r >= 25.0)
+        || (!window.status_codes.is_empty()
+            && fives * 2 >= window.status_codes.len()
+            && fives >= 10);
+    if high_impact {
+        severity = raise(severity);
+    }
+    severity
+}

@@ -1,0 +1,269 @@
+//! The five stages and the contract between a stage and the Kafka runner.
+//!
+//! A stage is a [`Processor`]: it turns one decoded input record into
+//! [`Action`]s, given the current time as an argument. It never touches Kafka,
+//! a clock, the network or the disk, so the same code runs under the runner in
+//! production, in unit tests with a test clock, and in replays. Side effects are
+//! requested as [`Action::Execute`] and carried out by an executor that the
+//! runner calls; their results come back through [`Processor::on_effect`].
+
+pub mod categorize;
+pub mod decide;
+pub mod ingest;
+pub mod notify;
+pub mod orchestrate;
+
+use crate::codec::{self, AvroRecord};
+use crate::domain::{Millis, PlanStep};
+use std::fmt;
+
+/// The stages, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageName {
+    /// Raw logs and CI events to signals.
+    Ingest,
+    /// Signals to categorized failures.
+    Categorize,
+    /// Failures to recovery plans.
+    Decide,
+    /// Plans to recovery state, outcomes and audit records.
+    Orchestrate,
+    /// Outcomes and state to notifications.
+    Notify,
+}
+
+impl StageName {
+    /// Every stage, in pipeline order.
+    pub const ALL: [StageName; 5] = [
+        StageName::Ingest,
+        StageName::Categorize,
+        StageName::Decide,
+        StageName::Orchestrate,
+        StageName::Notify,
+    ];
+
+    /// Lower-case name, as used in group ids and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Ingest => "ingest",
+            StageName::Categorize => "categorize",
+            StageName::Decide => "decide",
+            StageName::Orchestrate => "orchestrate",
+            StageName::Notify => "notify",
+        }
+    }
+}
+
+impl fmt::Display for StageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One consumed record, as the runner hands it to a stage.
+#[derive(Debug, Clone, Copy)]
+pub struct InputRecord<'a> {
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Record key.
+    pub key: Option<&'a [u8]>,
+    /// Record value; `None` for a tombstone.
+    pub payload: Option<&'a [u8]>,
+    /// Record timestamp, milliseconds.
+    pub timestamp: Option<Millis>,
+}
+
+/// One record to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Record key: the deployment key.
+    pub key: String,
+    /// Encoded value; `None` writes a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Record id, sent as the `medic-id` header so that consumers can drop
+    /// redelivered duplicates in at-least-once mode.
+    pub id: Option<String>,
+}
+
+impl OutputRecord {
+    /// Encodes `value` for `topic`.
+    pub fn encode<T: AvroRecord>(
+        topic: &str,
+        key: &str,
+        id: Option<String>,
+        value: &T,
+    ) -> Result<OutputRecord, ProcessError> {
+        let bytes = codec::encode(value).map_err(|e| ProcessError::Fatal(e.to_string()))?;
+        Ok(OutputRecord {
+            topic: topic.to_string(),
+            key: key.to_string(),
+            value: Some(bytes),
+            id,
+        })
+    }
+
+    /// A tombstone for `key` on a compacted topic.
+    pub fn tombstone(topic: &str, key: &str) -> OutputRecord {
+        OutputRecord {
+            topic: topic.to_string(),
+            key: key.to_string(),
+            value: None,
+            id: None,
+        }
+    }
+}
+
+/// What a stage wants done, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Produce a record.
+    Emit(OutputRecord),
+    /// Make every earlier output durable, then carry out a side effect and feed
+    /// its result to [`Processor::on_effect`].
+    Execute(EffectRequest),
+}
+
+/// A side effect a stage asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EffectRequest {
+    /// Carry out one recovery step.
+    RecoveryStep {
+        /// `recovery_id/step`: the executor must treat a repeat as the same call.
+        idempotency_key: String,
+        /// The recovery.
+        recovery_id: String,
+        /// The deployment it acts on.
+        deployment_key: String,
+        /// The step.
+        step: PlanStep,
+        /// Only describe what would happen.
+        dry_run: bool,
+    },
+    /// Deliver a notification to the configured webhook.
+    Notify {
+        /// Notification id.
+        idempotency_key: String,
+        /// JSON body to POST.
+        body: String,
+    },
+}
+
+impl EffectRequest {
+    /// The idempotency key.
+    pub fn key(&self) -> &str {
+        match self {
+            EffectRequest::RecoveryStep {
+                idempotency_key, ..
+            }
+            | EffectRequest::Notify {
+                idempotency_key, ..
+            } => idempotency_key,
+        }
+    }
+}
+
+/// What came of a side effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectResult {
+    /// The request's idempotency key.
+    pub idempotency_key: String,
+    /// Whether it worked.
+    pub success: bool,
+    /// What happened, for people.
+    pub detail: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// HTTP status of the last attempt, for HTTP effects.
+    pub http_status: Option<u16>,
+}
+
+/// Why a stage could not handle a record. The runner's response differs:
+/// invalid records are dead-lettered and skipped, transient failures retried,
+/// fatal ones stop the stage without committing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProcessError {
+    /// The bytes do not decode.
+    #[error("undecodable: {0}")]
+    Undecodable(String),
+    /// Decoded, but unusable.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// Might work if tried again.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Continuing would be wrong.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// A stage's logic, free of I/O. See the module documentation.
+pub trait Processor: Send {
+    /// Which stage this is.
+    fn stage(&self) -> StageName;
+
+    /// Topics to consume.
+    fn input_topics(&self) -> Vec<String>;
+
+    /// Changelog topics to read back, for the assigned partition numbers,
+    /// before any input is handed over.
+    fn state_topics(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Forgets all state: called before a restore.
+    fn reset(&mut self) {}
+
+    /// Applies one changelog record during restore (`None` is a tombstone).
+    fn restore(
+        &mut self,
+        _topic: &str,
+        _key: &[u8],
+        _payload: Option<&[u8]>,
+    ) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
+    /// Handles one input record.
+    fn process(
+        &mut self,
+        input: &InputRecord<'_>,
+        now: Millis,
+    ) -> Result<Vec<Action>, ProcessError>;
+
+    /// Receives the result of an [`Action::Execute`].
+    fn on_effect(
+        &mut self,
+        result: EffectResult,
+        _now: Millis,
+    ) -> Result<Vec<Action>, ProcessError> {
+        Err(ProcessError::Fatal(format!(
+            "{} requested no effects but got a result for {}",
+            self.stage(),
+            result.idempotency_key
+        )))
+    }
+
+    /// Called every timer interval: close windows, time out waits.
+    fn on_timer(&mut self, _now: Millis) -> Result<Vec<Action>, ProcessError> {
+        Ok(Vec::new())
+    }
+
+    /// Called once per batch before the commit: flush changelog updates.
+    fn end_batch(&mut self, _now: Millis) -> Result<Vec<Action>, ProcessError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Decodes an input payload, mapping failures to [`ProcessError::Undecodable`].
+pub fn decode_input<T: AvroRecord>(input: &InputRecord<'_>) -> Result<T, ProcessError> {
+    let payload = input
+        .payload
+        .ok_or_else(|| ProcessError::Invalid(format!("tombstone on {}", input.topic)))?;
+    codec::decode(payload).map_err(|e| ProcessError::Undecodable(e.to_string()))
+}

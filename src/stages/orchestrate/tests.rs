@@ -1,0 +1,241 @@
+use super::*;
+
+fn plan(key: &str, approval: bool) -> RecoveryPlan {
+    let k = DeploymentKey::parse(key).expect("key");
+    RecoveryPlan {
+        recovery_id: format!("{k}#100"),
+        failure_id: format!("{k}@100"),
+        deployment_key: k.to_string(),
+        service: k.service().into(),
+        environment: k.environment().into(),
+        failure_type: FailureType::Application,
+        severity: Severity::High,
+        strategy: "application_recovery".into(),
+        requires_approval: approval,
+        decision_path: vec![],
+        steps: crate::stages::decide::strategies::steps(
+            crate::stages::decide::strategies::APPLICATION,
+            &k.to_string(),
+            false,
+        ),
+        created_at: 1,
+        estimated_duration_ms: 1,
+    }
+}
+
+/// Runs actions like the runner would: executes effects with `ok(step)` deciding success.
+fn drive(
+    o: &mut Orchestrate,
+    mut actions: Vec<Action>,
+    ok: &dyn Fn(&PlanStep) -> bool,
+) -> Vec<OutputRecord> {
+    let mut out = Vec::new();
+    while !actions.is_empty() {
+        let mut next = Vec::new();
+        for a in actions {
+            match a {
+                Action::Emit(r) => out.push(r),
+                Action::Execute(EffectRequest::RecoveryStep {
+                    idempotency_key,
+                    step,
+                    ..
+                }) => {
+                    let success = ok(&step);
+                    next.extend(
+                        o.on_effect(
+                            EffectResult {
+                                idempotency_key,
+                                success,
+                                detail: "done".into(),
+                                attempts: 1,
+                                http_status: None,
+                            },
+                            50,
+                        )
+                        .expect("effect"),
+                    );
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        actions = next;
+    }
+    out
+}
+
+fn outcomes(out: &[OutputRecord]) -> Vec<RecoveryOutcome> {
+    out.iter()
+        .filter(|r| r.topic == "medic.recovery.outcomes")
+        .map(|r| codec::decode(r.value.as_deref().expect("value")).expect("decodes"))
+        .collect()
+}
+
+fn orchestrate() -> Orchestrate {
+    Orchestrate::new(Topics::default(), OrchestrateConfig::default())
+}
+
+#[test]
+fn an_ungated_plan_runs_every_step_and_reports_once() {
+    let mut o = orchestrate();
+    let first = o.on_plan(&plan("web/staging", false), 10).expect("ok");
+    let out = drive(&mut o, first, &|_| true);
+    let outs = outcomes(&out);
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].outcome, Outcome::Succeeded);
+    assert!(outs[0].dry_run);
+    assert_eq!(outs[0].steps_succeeded, 4);
+    let audits = out.iter().filter(|r| r.topic == "medic.audit").count();
+    assert_eq!(
+        audits,
+        1 + 4 * 2 + 1,
+        "plan received, started+succeeded per step, finished"
+    );
+    assert_eq!(
+        o.recoveries()["web/staging"].status,
+        RecoveryStatus::Succeeded
+    );
+}
+
+#[test]
+fn a_failed_step_skips_the_rest_and_fails_the_recovery() {
+    let mut o = orchestrate();
+    let first = o.on_plan(&plan("web/staging", false), 10).expect("ok");
+    let out = drive(&mut o, first, &|s| s.action != "rollback_deployment");
+    let outs = outcomes(&out);
+    assert_eq!(outs[0].outcome, Outcome::Failed);
+    assert!(
+        outs[0].detail.contains("rollback_deployment"),
+        "{}",
+        outs[0].detail
+    );
+    let steps = &o.recoveries()["web/staging"].steps;
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Skipped)
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_gated_plan_waits_for_approval_and_honours_rejection() {
+    let mut o = orchestrate();
+    let out = o.on_plan(&plan("pay/prod", true), 10).expect("ok");
+    assert!(
+        out.iter().all(|a| matches!(a, Action::Emit(_))),
+        "nothing runs before approval"
+    );
+    assert_eq!(
+        o.recoveries()["pay/production"].status,
+        RecoveryStatus::AwaitingApproval
+    );
+    let reject = Approval {
+        recovery_id: "pay/production#100".into(),
+        decision: ApprovalDecision::Rejected,
+        approver: "bob".into(),
+        reason: Some("freeze".into()),
+        decided_at: 20,
+    };
+    let first = o.on_approval(&reject, 20).expect("ok");
+    let out = drive(&mut o, first, &|_| true);
+    let outs = outcomes(&out);
+    assert_eq!(outs[0].outcome, Outcome::Rejected);
+    assert_eq!(outs[0].detail, "rejected by bob");
+    assert!(out
+        .iter()
+        .any(|r| r.topic == "medic.audit"
+            && r.id.as_deref() == Some("pay/production#100/-/rejected")));
+}
+
+#[test]
+fn an_approval_for_an_unknown_recovery_is_invalid() {
+    let mut o = orchestrate();
+    let approval = Approval {
+        recovery_id: "ghost/production#1".into(),
+        decision: ApprovalDecision::Approved,
+        approver: "eve".into(),
+        reason: None,
+        decided_at: 1,
+    };
+    assert!(matches!(
+        o.on_approval(&approval, 1),
+        Err(ProcessError::Invalid(_))
+    ));
+}
+
+#[test]
+fn a_second_plan_for_a_busy_deployment_is_skipped() {
+    let mut o = orchestrate();
+    o.on_plan(&plan("pay/prod", true), 10).expect("ok");
+    let mut other = plan("pay/prod", false);
+    other.recovery_id = "pay/production#200".into();
+    let first = o.on_plan(&other, 11).expect("ok");
+    let out = drive(&mut o, first, &|_| true);
+    let outs = outcomes(&out);
+    assert_eq!(outs[0].outcome, Outcome::Skipped);
+    assert!(outs[0].detail.contains("pay/production#100"));
+}
+
+#[test]
+fn a_restart_mid_recovery_resumes_without_repeating_finished_steps() {
+    let mut before = orchestrate();
+    let mut actions = before.on_plan(&plan("web/staging", false), 10).expect("ok");
+    let mut last_state = None;
+    let mut executed = Vec::new();
+    // Run two steps, then "crash" while the third is started.
+    for _ in 0..3 {
+        let mut effect = None;
+        for a in actions {
+            match a {
+                Action::Emit(r) if r.topic == "medic.recovery.state" => last_state = Some(r),
+                Action::Execute(e) => effect = Some(e),
+                _ => {}
+            }
+        }
+        let Some(EffectRequest::RecoveryStep {
+            idempotency_key, ..
+        }) = effect
+        else {
+            panic!("no effect")
+        };
+        executed.push(idempotency_key.clone());
+        if executed.len() == 3 {
+            break;
+        }
+        actions = before
+            .on_effect(
+                EffectResult {
+                    idempotency_key,
+                    success: true,
+                    detail: "ok".into(),
+                    attempts: 1,
+                    http_status: None,
+                },
+                20,
+            )
+            .expect("ok");
+    }
+    let state = last_state.expect("state written");
+    let mut after = orchestrate();
+    after
+        .restore(&state.topic, state.key.as_bytes(), state.value.as_deref())
+        .expect("restores");
+    // The plan is redelivered (its offset was never committed).
+    let resumed = after.on_plan(&plan("web/staging", false), 30).expect("ok");
+    let Some(Action::Execute(EffectRequest::RecoveryStep {
+        idempotency_key, ..
+    })) = resumed
+        .iter()
+        .find(|a| matches!(a, Action::Execute(_)))
+        .cloned()
+    else {
+        panic!("no resume")
+    };
+    assert_eq!(
+        idempotency_key, "web/staging#100/2",
+        "resumes the started step, not step 0 or 1"
+    );
+    let step = &after.recoveries()["web/staging"].steps[2];
+    assert_eq!(step.attempts, 2);
+}
