@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::executors::{DryRun, Executor, Executors, Unconfigured, Webhook};
-use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError};
+use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError, StageStatus};
 use crate::kafka::{ClientSettings, Shutdown};
 use crate::stages::categorize::{rules::RulePack, Categorize};
 use crate::stages::decide::Decide;
@@ -112,6 +112,7 @@ pub fn spawn_stages(
                         executor,
                         rt,
                         shutdown,
+                        StageStatus::new(),
                     )
                 })
                 .expect("spawning a thread only fails when the OS is out of resources");

@@ -32,6 +32,13 @@ macro_rules! schemas {
         pub const SCHEMA_SOURCES: &[(&str, &str)] = &[
             $((stringify!($ty), include_str!(concat!("../schemas/", stringify!($ty), ".avsc")))),+
         ];
+
+        /// The last released version of every schema (`schemas/released/`):
+        /// data written with it stays readable, and `tests/schemas.rs` checks
+        /// that the current version only evolved from it compatibly.
+        pub const RELEASED_SOURCES: &[(&str, &str)] = &[
+            $((stringify!($ty), include_str!(concat!("../schemas/released/", stringify!($ty), ".avsc")))),+
+        ];
     };
 }
 
@@ -50,10 +57,6 @@ schemas!(
     NotificationRecord,
     StrategyStats,
 );
-
-/// Earlier versions still readable, `(name, JSON text)`. When a schema changes,
-/// copy the released version to `schemas/history/<Name>.v<N>.avsc` and list it here.
-const SCHEMA_HISTORY: &[(&str, &str)] = &[];
 
 /// Errors from encoding or decoding a value.
 #[derive(Debug, thiserror::Error)]
@@ -97,12 +100,12 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         .iter()
         .map(|(name, text)| {
             let mut versions = vec![parse(name, text)];
-            versions.extend(
-                SCHEMA_HISTORY
-                    .iter()
-                    .filter(|(old, _)| old == name)
-                    .map(|(old, text)| parse(old, text)),
-            );
+            for (old, text) in RELEASED_SOURCES.iter().filter(|(old, _)| old == name) {
+                let released = parse(old, text);
+                if released.rabin_fingerprint() != versions[0].rabin_fingerprint() {
+                    versions.push(released);
+                }
+            }
             Registered { name, versions }
         })
         .collect();

@@ -86,8 +86,29 @@ pub struct RunStats {
     pub restored: u64,
 }
 
+/// Live view of one runner, shared with whoever started it (health checks,
+/// tests): the partitions it owns right now.
+#[derive(Debug, Default)]
+pub struct StageStatus {
+    assigned: Mutex<BTreeSet<(String, i32)>>,
+}
+
+impl StageStatus {
+    /// A status with nothing assigned.
+    pub fn new() -> Arc<StageStatus> {
+        Arc::new(StageStatus::default())
+    }
+
+    /// `(topic, partition)` pairs currently assigned to this runner.
+    pub fn assigned(&self) -> BTreeSet<(String, i32)> {
+        lock(&self.assigned).clone()
+    }
+}
+
 struct Pipeline {
     processor: Box<dyn Processor>,
+    /// Set when the runner stops on an error: nothing more may be committed.
+    poisoned: bool,
     producer: FutureProducer,
     mode: DeliveryMode,
     stage: StageName,
@@ -105,6 +126,7 @@ struct Pipeline {
 
 struct StageContext {
     pipeline: Arc<Mutex<Pipeline>>,
+    status: Arc<StageStatus>,
     settings: ClientSettings,
     error: Mutex<Option<RunnerError>>,
 }
@@ -126,6 +148,7 @@ impl ClientContext for StageContext {}
 impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            lock(&self.status.assigned).clear();
             tracing::info!(
                 partitions = tpl.count(),
                 "partitions revoked; committing the open batch"
@@ -139,6 +162,11 @@ impl ConsumerContext for StageContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            *lock(&self.status.assigned) = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
             let mut pipeline = lock(&self.pipeline);
             let stage = pipeline.stage;
             match restore::restore(
@@ -357,6 +385,9 @@ impl Pipeline {
 
     /// Flushes changelog updates, then makes every output and processed offset durable.
     fn commit(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
+        if self.poisoned {
+            return Ok(());
+        }
         let flushed = self
             .processor
             .end_batch(wall_clock())
@@ -434,6 +465,7 @@ pub fn run(
     executor: Arc<dyn Executor>,
     rt: Handle,
     shutdown: &Shutdown,
+    status: Arc<StageStatus>,
 ) -> Result<RunStats, RunnerError> {
     let stage = processor.stage();
     let mode = config.delivery.mode;
@@ -454,6 +486,7 @@ pub fn run(
     let inputs = processor.input_topics();
     let pipeline = Arc::new(Mutex::new(Pipeline {
         processor,
+        poisoned: false,
         producer,
         mode,
         stage,
@@ -470,6 +503,7 @@ pub fn run(
     }));
     let context = StageContext {
         pipeline: pipeline.clone(),
+        status,
         settings: config.settings.clone(),
         error: Mutex::new(None),
     };
@@ -489,7 +523,15 @@ pub fn run(
         let mut p = lock(&pipeline);
         let closing = match &result {
             Ok(()) => p.commit(&consumer),
-            Err(_) => Ok(()),
+            Err(_) => {
+                // Stop without committing: the next owner starts from the last commit.
+                p.poisoned = true;
+                if p.txn_open {
+                    let _ = p.producer.abort_transaction(TXN_TIMEOUT);
+                    p.txn_open = false;
+                }
+                Ok(())
+            }
         };
         let _ = p.producer.flush(Duration::from_secs(10));
         closing.and(result).map(|()| p.stats)
@@ -528,7 +570,7 @@ fn poll_loop(
             match polled {
                 None => break,
                 Some(Ok(msg)) => {
-                    lock(pipeline).handle(consumer, &msg)?;
+                    guarded(|| lock(pipeline).handle(consumer, &msg))?;
                     records += 1;
                 }
                 Some(Err(e)) => {
@@ -545,14 +587,34 @@ fn poll_loop(
                 break;
             }
         }
-        let mut p = lock(pipeline);
-        if last_timer.elapsed() >= timer_every {
+        let run_timer = last_timer.elapsed() >= timer_every;
+        if run_timer {
             last_timer = Instant::now();
-            p.timer(consumer)?;
         }
-        p.commit(consumer)?;
+        guarded(|| {
+            let mut p = lock(pipeline);
+            if run_timer {
+                p.timer(consumer)?;
+            }
+            p.commit(consumer)
+        })?;
     }
     Ok(())
+}
+
+/// Runs `f`, turning a panic in a stage core or an executor into a restart
+/// from the last commit instead of a dead thread.
+fn guarded(f: impl FnOnce() -> Result<(), RunnerError>) -> Result<(), RunnerError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Err(RunnerError::Restart(format!(
+            "panic while processing: {what}"
+        )))
+    })
 }
 
 /// Runs a stage under supervision: a runner that stops with
@@ -564,10 +626,18 @@ pub fn supervise(
     executor: Arc<dyn Executor>,
     rt: Handle,
     shutdown: Shutdown,
+    status: Arc<StageStatus>,
 ) -> Result<RunStats, RunnerError> {
     let mut backoff = Duration::from_secs(1);
     loop {
-        match run(&config, factory(), executor.clone(), rt.clone(), &shutdown) {
+        match run(
+            &config,
+            factory(),
+            executor.clone(),
+            rt.clone(),
+            &shutdown,
+            status.clone(),
+        ) {
             Ok(stats) => return Ok(stats),
             Err(RunnerError::Setup(e)) => return Err(RunnerError::Setup(e)),
             Err(RunnerError::Restart(e)) => {

@@ -1,0 +1,332 @@
+//! The pipeline on the embedded cluster (exactly-once): what goes in, what
+//! comes out, poison records, crash recovery and scaling out.
+
+mod common;
+
+use common::*;
+use medic::codec;
+use medic::domain::*;
+use medic::executors::{BoxFuture, DryRun, Executor, Executors, Unconfigured};
+use medic::stages::{EffectRequest, EffectResult, StageName};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn fluent_bit_line(pod: &str, namespace: &str, text: &str) -> Vec<u8> {
+    serde_json::json!({
+        "@timestamp": 1764400000.25,
+        "log": format!("{text}\n"),
+        "stream": "stderr",
+        "kubernetes": {"pod_name": pod, "namespace_name": namespace, "container_name": "cart", "labels": {"app": "cart"}}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn ci_failure(service: &str, environment: &str) -> CiEvent {
+    CiEvent {
+        id: format!("gitlab/job/{service}"),
+        platform: CiPlatform::GitlabCi,
+        event_type: "Job Hook".into(),
+        status: CiStatus::Failure,
+        service: service.into(),
+        environment: environment.into(),
+        pipeline: "pipeline 7".into(),
+        job: Some("deploy".into()),
+        run_id: "7".into(),
+        run_attempt: 1,
+        commit_sha: None,
+        branch: Some("main".into()),
+        url: None,
+        actor: None,
+        failure_reason: Some("script_failure".into()),
+        failed_steps: vec!["deploy".into()],
+        log_excerpt: Some("Last State: Terminated  Reason: OOMKilled  Exit Code: 137".into()),
+        started_at: None,
+        finished_at: Some(1_764_400_001_000),
+        received_at: 1_764_400_001_500,
+    }
+}
+
+#[test]
+fn a_failing_deployment_becomes_exactly_one_plan_and_one_outcome() {
+    let c = embedded("e2e");
+    for i in 0..50 {
+        c.produce(
+            &c.topics.logs_raw,
+            None,
+            &fluent_bit_line(
+                "cart-7d9f8b6c5-x2x9q",
+                "staging",
+                &format!("Memory cgroup out of memory: Kill process {i} (cart)"),
+            ),
+        );
+    }
+    c.produce(
+        &c.topics.logs_raw,
+        None,
+        &fluent_bit_line("cart-7d9f8b6c5-x2x9q", "staging", "GET /cart 200 OK"),
+    );
+    c.produce_avro(
+        &c.topics.ci_events,
+        "cart/staging",
+        &ci_failure("cart", "staging"),
+    );
+    let running = c.start(&StageName::ALL);
+
+    let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, LONG);
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    let outcome = &outcomes[0];
+    assert_eq!(outcome.deployment_key, "cart/staging");
+    assert_eq!(outcome.failure_type, FailureType::Resource);
+    assert_eq!(outcome.strategy, "infrastructure_recovery");
+    assert_eq!(outcome.outcome, Outcome::Succeeded);
+    assert!(outcome.dry_run);
+
+    let plans: Vec<RecoveryPlan> = c.read(&c.topics.plans, 1, LONG);
+    assert_eq!(plans.len(), 1, "one plan for 51 log lines and a CI event");
+    let failures: Vec<CategorizedFailure> = c.read(&c.topics.failures, 1, LONG);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].signal_count, 52);
+    assert!(failures[0].components.contains(&Component::CiPipeline));
+    let audit: Vec<AuditRecord> = c.read(&c.topics.audit, 1, LONG);
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.event == AuditEvent::StepSucceeded)
+            .count() as i32,
+        outcome.steps_total
+    );
+    let notes: Vec<NotificationRecord> = c.read(&c.topics.notifications, 1, LONG);
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].message.starts_with("cart/staging: "),
+        "{}",
+        notes[0].message
+    );
+
+    for result in running.stop() {
+        assert!(result.is_ok(), "stages shut down cleanly: {result:?}");
+    }
+}
+
+#[test]
+fn a_poison_record_is_dead_lettered_and_the_next_record_still_processed() {
+    let c = embedded("poison");
+    let binary = b"\xff\xfe\x00\x01 not text".to_vec();
+    c.produce(&c.topics.logs_raw, Some("cart/staging"), &binary);
+    c.produce(
+        &c.topics.logs_raw,
+        Some("cart/staging"),
+        b"ERROR: deadlock detected",
+    );
+    let not_avro = b"{\"this\": \"is json, not avro\"}".to_vec();
+    c.produce(&c.topics.signals, Some("cart/staging"), &not_avro);
+    let running = c.start(&[StageName::Ingest, StageName::Categorize]);
+
+    let letters: Vec<DeadLetter> = c.read(&c.topics.deadletter, 2, LONG);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let from_ingest = letters
+        .iter()
+        .find(|l| l.stage == "ingest")
+        .expect("ingest dead letter");
+    assert_eq!(
+        from_ingest.payload.as_deref(),
+        Some(&binary[..]),
+        "original bytes kept"
+    );
+    assert_eq!(from_ingest.source_topic, c.topics.logs_raw);
+    assert_eq!(from_ingest.source_offset, 0);
+    assert_eq!(
+        from_ingest.source_key.as_deref(),
+        Some(&b"cart/staging"[..])
+    );
+    assert_eq!(from_ingest.error_kind, ErrorKind::Undecodable);
+    let from_categorize = letters
+        .iter()
+        .find(|l| l.stage == "categorize")
+        .expect("categorize dead letter");
+    assert_eq!(from_categorize.payload.as_deref(), Some(&not_avro[..]));
+    assert!(
+        from_categorize.error.contains("single-object marker"),
+        "{}",
+        from_categorize.error
+    );
+
+    let failures: Vec<CategorizedFailure> = c.read(&c.topics.failures, 1, LONG);
+    assert_eq!(
+        failures.len(),
+        1,
+        "the good line after the poison one was categorized"
+    );
+    assert_eq!(failures[0].failure_type, FailureType::Data);
+    drop(running);
+}
+
+/// Runs steps in dry run, but "crashes" (panics) the first time step 2 runs.
+struct CrashOnce {
+    dry: DryRun,
+    crashed: AtomicBool,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Executor for CrashOnce {
+    fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(request.key().to_string());
+        }
+        if request.key().ends_with("/2") && !self.crashed.swap(true, Ordering::SeqCst) {
+            panic!("simulated crash while executing {}", request.key());
+        }
+        self.dry.execute(request)
+    }
+}
+
+#[test]
+fn orchestrate_resumes_mid_recovery_without_repeating_a_finished_step() {
+    let c = embedded("resume");
+    let crash = Arc::new(CrashOnce {
+        dry: DryRun::new(),
+        crashed: AtomicBool::new(false),
+        calls: Mutex::new(Vec::new()),
+    });
+    let executor: Arc<dyn Executor> = Arc::new(Executors {
+        steps: crash.clone(),
+        notifications: Arc::new(Unconfigured),
+    });
+    let failure: CategorizedFailure =
+        serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
+            .expect("example");
+    let mut failure = failure;
+    failure.environment = "staging".into();
+    failure.deployment_key = "checkout/staging".into();
+    let plan = medic::stages::decide::Decide::new(c.topics.clone(), c.config.decide.clone())
+        .plan(&failure, 1);
+    assert!(!plan.requires_approval);
+    c.produce_avro(&c.topics.plans, &plan.deployment_key, &plan);
+
+    let (running, _) = c.start_one(StageName::Orchestrate, executor);
+    let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, LONG);
+    drop(running);
+
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].outcome, Outcome::Succeeded);
+    assert_eq!(outcomes[0].steps_succeeded, plan.steps.len() as i32);
+    let calls = crash.calls.lock().expect("calls").clone();
+    let id = &plan.recovery_id;
+    let mut expected: Vec<String> = (0..plan.steps.len()).map(|i| format!("{id}/{i}")).collect();
+    expected.insert(3, format!("{id}/2"));
+    assert_eq!(
+        calls, expected,
+        "steps 0 and 1 ran once; step 2, interrupted, ran again with the same key"
+    );
+
+    let states: Vec<RecoveryState> = c.read(&c.topics.state, 1, LONG);
+    let last = states.last().expect("state");
+    assert_eq!(last.status, RecoveryStatus::Succeeded);
+    assert_eq!(last.steps[2].attempts, 2);
+    assert!(last
+        .steps
+        .iter()
+        .enumerate()
+        .all(|(i, s)| i == 2 || s.attempts == 1));
+}
+
+fn signal(key: &str, text: &str, at: i64) -> Signal {
+    let k = DeploymentKey::parse(key).expect("key");
+    Signal {
+        id: format!("{key}/{at}"),
+        deployment_key: k.to_string(),
+        service: k.service().into(),
+        environment: k.environment().into(),
+        kind: SignalKind::Log,
+        observed_at: at,
+        text: text.into(),
+        level: None,
+        status_code: None,
+        affected_users: None,
+        error_rate: None,
+        ci: None,
+        origin: RawLogEnvelope {
+            shipper: Shipper::PlainText,
+            topic: "test".into(),
+            partition: 0,
+            offset: at,
+            kafka_timestamp: None,
+            host: None,
+            pod: None,
+            namespace: None,
+            container: None,
+        },
+        attributes: Default::default(),
+    }
+}
+
+#[test]
+fn two_categorize_instances_split_the_partitions_and_one_takes_over_when_the_other_stops() {
+    let c = embedded("split");
+    let (_, executor) = dry_run_executors();
+    let (a, status_a) = c.start_one(StageName::Categorize, executor.clone());
+    let (b, status_b) = c.start_one(StageName::Categorize, executor);
+    let all: BTreeSet<i32> = (0..6).collect();
+    let split = wait_until(LONG, || {
+        let (pa, pb) = (status_a.assigned(), status_b.assigned());
+        let (pa, pb): (BTreeSet<i32>, BTreeSet<i32>) = (
+            pa.iter().map(|p| p.1).collect(),
+            pb.iter().map(|p| p.1).collect(),
+        );
+        !pa.is_empty()
+            && !pb.is_empty()
+            && pa.is_disjoint(&pb)
+            && pa.union(&pb).cloned().collect::<BTreeSet<_>>() == all
+    });
+    assert!(
+        split,
+        "not split: a={:?} b={:?}",
+        status_a.assigned(),
+        status_b.assigned()
+    );
+
+    for i in 0..24 {
+        c.produce_avro(
+            &c.topics.signals,
+            &format!("svc{i}/staging"),
+            &signal(&format!("svc{i}/staging"), "connection refused", i),
+        );
+    }
+    let failures: Vec<CategorizedFailure> = c.read(&c.topics.failures, 24, LONG);
+    let ids: BTreeSet<&str> = failures.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        (failures.len(), ids.len()),
+        (24, 24),
+        "every deployment once, none twice"
+    );
+
+    drop(b);
+    assert!(
+        wait_until(LONG, || status_a.assigned().len() == 6),
+        "a took over: {:?}",
+        status_a.assigned()
+    );
+    drop(a);
+}
+
+#[test]
+fn decoding_what_the_pipeline_wrote_needs_no_configuration() {
+    // Guards the public contract: outcomes are readable with the codec alone.
+    let c = embedded("contract");
+    c.produce(&c.topics.logs_raw, Some("billing/staging"), b"Error: INSTALLATION FAILED: validation: chart.metadata.type must be application or library");
+    let running = c.start(&StageName::ALL);
+    let raw = c.read_raw(&c.topics.outcomes, 1, LONG, Duration::ZERO);
+    drop(running);
+    let (key, value) = raw.first().cloned().expect("an outcome");
+    assert_eq!(key.as_deref(), Some("billing/staging"));
+    let outcome: RecoveryOutcome = codec::decode(&value.expect("value")).expect("decodes");
+    assert_eq!(
+        (outcome.failure_type, outcome.strategy.as_str()),
+        (FailureType::Configuration, "configuration_fix")
+    );
+}
