@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use medic::app;
 use medic::config::{Config, DeliveryMode};
 use medic::demo;
+use medic::domain::{Approval, ApprovalDecision, DeploymentKey};
 use medic::kafka::embedded::EmbeddedCluster;
 use medic::kafka::{admin, ClientSettings, Shutdown};
 use medic::stages::StageName;
@@ -60,6 +61,20 @@ enum Command {
     Topics {
         #[command(subcommand)]
         command: TopicsCommand,
+    },
+    /// Approve (or reject) a recovery waiting for a human decision.
+    Approve {
+        /// The recovery id, e.g. checkout/production#1764400000500.
+        recovery_id: String,
+        /// Who decides; written to the audit trail.
+        #[arg(long, env = "USER")]
+        approver: String,
+        /// Reject instead of approve.
+        #[arg(long)]
+        reject: bool,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Check a configuration file and print the effective configuration's key values.
     CheckConfig,
@@ -215,6 +230,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::from(3))
             }
+        }
+        Command::Approve {
+            recovery_id,
+            approver,
+            reject,
+            reason,
+        } => {
+            init_tracing("warn");
+            let key = DeploymentKey::of_recovery_id(&recovery_id).with_context(|| {
+                format!("'{recovery_id}' is not a recovery id (service/environment#number)")
+            })?;
+            let brokers = config
+                .kafka
+                .brokers
+                .clone()
+                .context("approve needs --brokers (or kafka.brokers / MEDIC_BROKERS)")?;
+            let settings = ClientSettings {
+                brokers,
+                properties: config.kafka.properties.clone(),
+            };
+            let approval = Approval {
+                recovery_id: recovery_id.clone(),
+                decision: if reject {
+                    ApprovalDecision::Rejected
+                } else {
+                    ApprovalDecision::Approved
+                },
+                approver,
+                reason,
+                decided_at: medic::timefmt::wall_clock(),
+            };
+            let value = medic::codec::encode(&approval)?;
+            let producer: rdkafka::producer::FutureProducer = settings
+                .producer(DeliveryMode::AtLeastOnce, None)
+                .create()
+                .context("creating the producer")?;
+            let key = key.to_string();
+            let record = rdkafka::producer::FutureRecord::to(&topics.approvals)
+                .key(&key)
+                .payload(&value);
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| anyhow!("sending the approval to {}: {e}", topics.approvals))?;
+            println!(
+                "{} {recovery_id} as {}",
+                approval.decision, approval.approver
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {
             println!(

@@ -283,6 +283,10 @@ impl Config {
             Err(e) => {
                 let field = e.path().to_string();
                 let inner = e.into_inner();
+                // serde_yaml_ng already prefixes nested errors with the path.
+                let message = strip_location(&inner.to_string())
+                    .trim_start_matches(&format!("{field}: "))
+                    .to_string();
                 return Err(ConfigError::Invalid {
                     origin: file.to_string(),
                     line: inner.location().map(|l| l.line()),
@@ -291,7 +295,7 @@ impl Config {
                     } else {
                         field
                     },
-                    message: strip_location(&inner.to_string()),
+                    message,
                 });
             }
         };
