@@ -202,10 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .brokers
                 .clone()
                 .context("topics apply needs --brokers (or kafka.brokers / MEDIC_BROKERS)")?;
-            let settings = ClientSettings {
-                brokers,
-                properties: config.kafka.properties.clone(),
-            };
+            let settings = ClientSettings::from_config(brokers, &config.kafka);
             let report = admin::apply(&settings, &topics)
                 .await
                 .map_err(|e| anyhow!(e))?;
@@ -246,10 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .brokers
                 .clone()
                 .context("approve needs --brokers (or kafka.brokers / MEDIC_BROKERS)")?;
-            let settings = ClientSettings {
-                brokers,
-                properties: config.kafka.properties.clone(),
-            };
+            let settings = ClientSettings::from_config(brokers, &config.kafka);
             let approval = Approval {
                 recovery_id: recovery_id.clone(),
                 decision: if reject {
@@ -331,10 +325,7 @@ async fn run_stages(
             bootstrap
         }
     };
-    let settings = ClientSettings {
-        brokers,
-        properties: config.kafka.properties.clone(),
-    };
+    let settings = ClientSettings::from_config(brokers, &config.kafka);
     let executor = Arc::new(app::executors(&config).map_err(|e| anyhow!(e))?);
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
@@ -385,10 +376,7 @@ async fn run_demo(
     config.delivery.timer_interval_ms = 100;
     config.delivery.batch_linger_ms = 10;
     let cluster = EmbeddedCluster::start(1, topics).context("starting the embedded cluster")?;
-    let settings = ClientSettings {
-        brokers: cluster.bootstrap_servers(),
-        properties: config.kafka.properties.clone(),
-    };
+    let settings = ClientSettings::from_config(cluster.bootstrap_servers(), &config.kafka);
     println!(
         "medic demo: embedded cluster at {}, {} delivery, recoveries in dry run\n",
         settings.brokers, config.delivery.mode

@@ -50,6 +50,11 @@ pub struct KafkaConfig {
     /// `sasl.mechanism`, `ssl.ca.location`, ...). Values may use `${env:NAME}`
     /// or `${file:/path}`.
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for consumers only (`session.timeout.ms`,
+    /// `max.poll.interval.ms`, ...).
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for producers only (`compression.type`, `linger.ms`, ...).
+    pub producer_properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -59,6 +64,8 @@ impl Default for KafkaConfig {
             topic_prefix: "medic".into(),
             group_prefix: "medic".into(),
             properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
         }
     }
 }
@@ -222,6 +229,25 @@ impl Default for NotifyConfig {
             webhook_timeout_ms: 5_000,
             webhook_attempts: 3,
         }
+    }
+}
+
+impl KafkaConfig {
+    /// `(section, property)` of every configured librdkafka property.
+    fn property_names(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.properties
+            .keys()
+            .map(|k| ("properties", k.as_str()))
+            .chain(
+                self.consumer_properties
+                    .keys()
+                    .map(|k| ("consumer_properties", k.as_str())),
+            )
+            .chain(
+                self.producer_properties
+                    .keys()
+                    .map(|k| ("producer_properties", k.as_str())),
+            )
     }
 }
 
@@ -393,8 +419,17 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         origin: &str,
     ) -> Result<(), ConfigError> {
-        for (name, value) in self.kafka.properties.iter_mut() {
-            let field = format!("kafka.properties.{name}");
+        let k = &mut self.kafka;
+        let sections = [
+            ("properties", &mut k.properties),
+            ("consumer_properties", &mut k.consumer_properties),
+            ("producer_properties", &mut k.producer_properties),
+        ];
+        for (section, name, value) in sections
+            .into_iter()
+            .flat_map(|(section, map)| map.iter_mut().map(move |(n, v)| (section, n, v)))
+        {
+            let field = format!("kafka.{section}.{name}");
             match resolve_reference(value, env) {
                 Some(Ok(resolved)) => *value = resolved,
                 Some(Err(message)) => {
@@ -459,10 +494,10 @@ impl Config {
                 );
             }
         }
-        for name in self.kafka.properties.keys() {
-            if OWNED_PROPERTIES.contains(&name.as_str()) {
+        for (section, name) in self.kafka.property_names() {
+            if OWNED_PROPERTIES.contains(&name) {
                 return fail(
-                    &format!("kafka.properties.{name}"),
+                    &format!("kafka.{section}.{name}"),
                     "medic sets this property itself to keep its delivery guarantee; \
                      use kafka.brokers or delivery.mode instead"
                         .into(),

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use medic::demo;
-use medic::kafka::{admin, ClientSettings};
+use medic::kafka::admin;
 use medic::stages::StageName;
 use medic::topics::Topics;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -74,10 +74,7 @@ fn topics_apply_is_idempotent_and_reports_drift() {
 fn the_demo_feed_runs_end_to_end_at_least_once() {
     let Some(c) = real("e2e") else { return };
     let running = c.start(&StageName::ALL);
-    let settings = ClientSettings {
-        brokers: c.settings.brokers.clone(),
-        properties: c.settings.properties.clone(),
-    };
+    let settings = c.settings.clone();
     let mut printed = Vec::new();
     let report = c
         .runtime

@@ -10,7 +10,7 @@ mod shutdown;
 
 pub use shutdown::Shutdown;
 
-use crate::config::DeliveryMode;
+use crate::config::{DeliveryMode, KafkaConfig};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 
@@ -20,16 +20,27 @@ use std::collections::BTreeMap;
 pub struct ClientSettings {
     /// `host:port,...`.
     pub brokers: String,
-    /// Extra librdkafka properties.
+    /// Extra librdkafka properties for every client.
     pub properties: BTreeMap<String, String>,
+    /// Extra properties for consumers only (`session.timeout.ms`, ...).
+    pub consumer_properties: BTreeMap<String, String>,
+    /// Extra properties for producers only (`compression.type`, ...).
+    pub producer_properties: BTreeMap<String, String>,
 }
 
 impl ClientSettings {
     /// Settings for `brokers` with no extra properties.
     pub fn new(brokers: impl Into<String>) -> Self {
+        ClientSettings::from_config(brokers, &KafkaConfig::default())
+    }
+
+    /// Settings for `brokers` with the properties of `config`.
+    pub fn from_config(brokers: impl Into<String>, config: &KafkaConfig) -> Self {
         ClientSettings {
             brokers: brokers.into(),
-            properties: BTreeMap::new(),
+            properties: config.properties.clone(),
+            consumer_properties: config.consumer_properties.clone(),
+            producer_properties: config.producer_properties.clone(),
         }
     }
 
@@ -46,6 +57,9 @@ impl ClientSettings {
     /// A consumer-group member that commits explicitly and reads only committed data.
     pub fn consumer(&self, group: &str) -> ClientConfig {
         let mut config = self.base();
+        for (k, v) in &self.consumer_properties {
+            config.set(k, v);
+        }
         config
             .set("group.id", group)
             .set("enable.auto.commit", "false")

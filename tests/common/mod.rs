@@ -22,6 +22,19 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Stage logs in test output, filtered by `RUST_LOG` (default: warnings).
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// A unique topic/group prefix per test, so tests never share state.
 pub fn unique_prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -44,6 +57,7 @@ pub struct TestCluster {
     pub topics: Topics,
     pub config: Config,
     pub runtime: tokio::runtime::Runtime,
+    producer: FutureProducer,
 }
 
 fn test_config(prefix: &str, mode: DeliveryMode) -> Config {
@@ -67,6 +81,13 @@ fn test_config(prefix: &str, mode: DeliveryMode) -> Config {
     config
 }
 
+fn test_producer(settings: &ClientSettings) -> FutureProducer {
+    settings
+        .producer(DeliveryMode::AtLeastOnce, None)
+        .create()
+        .expect("producer")
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -77,17 +98,16 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The embedded cluster, exactly-once.
 pub fn embedded(name: &str) -> TestCluster {
+    init_logs();
     let prefix = unique_prefix(name);
     let topics = Topics::new(&prefix);
     let cluster = EmbeddedCluster::start(1, &topics).expect("embedded cluster");
     let mut config = test_config(&prefix, DeliveryMode::ExactlyOnce);
-    let settings = ClientSettings {
-        brokers: cluster.bootstrap_servers(),
-        properties: config.kafka.properties.clone(),
-    };
+    let settings = ClientSettings::from_config(cluster.bootstrap_servers(), &config.kafka);
     config.kafka.brokers = Some(settings.brokers.clone());
     TestCluster {
         embedded: Some(cluster),
+        producer: test_producer(&settings),
         settings,
         topics,
         config,
@@ -98,6 +118,7 @@ pub fn embedded(name: &str) -> TestCluster {
 /// The real broker named by `MEDIC_TEST_BROKERS`, at-least-once, topics
 /// created with `topics apply`; `None` (test skipped) when the variable is unset.
 pub fn real(name: &str) -> Option<TestCluster> {
+    init_logs();
     let Ok(brokers) = std::env::var("MEDIC_TEST_BROKERS") else {
         eprintln!("MEDIC_TEST_BROKERS is not set: skipping the real-broker test {name}");
         return None;
@@ -106,10 +127,7 @@ pub fn real(name: &str) -> Option<TestCluster> {
     let topics = Topics::new(&prefix);
     let mut config = test_config(&prefix, DeliveryMode::AtLeastOnce);
     config.kafka.brokers = Some(brokers.clone());
-    let settings = ClientSettings {
-        brokers,
-        properties: config.kafka.properties.clone(),
-    };
+    let settings = ClientSettings::from_config(brokers, &config.kafka);
     let rt = runtime();
     let report = rt
         .block_on(admin::apply(&settings, &topics))
@@ -117,6 +135,7 @@ pub fn real(name: &str) -> Option<TestCluster> {
     assert_eq!(report.created.len(), topics.all().len(), "{report:?}");
     Some(TestCluster {
         embedded: None,
+        producer: test_producer(&settings),
         settings,
         topics,
         config,
@@ -127,16 +146,12 @@ pub fn real(name: &str) -> Option<TestCluster> {
 impl TestCluster {
     /// Produces one record and waits for the acknowledgement.
     pub fn produce(&self, topic: &str, key: Option<&str>, value: &[u8]) {
-        let producer: FutureProducer = self
-            .settings
-            .producer(DeliveryMode::AtLeastOnce, None)
-            .create()
-            .expect("producer");
         let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).payload(value);
         if let Some(k) = key {
             record = record.key(k);
         }
-        let delivery = producer
+        let delivery = self
+            .producer
             .send_result(record)
             .map_err(|(e, _)| e)
             .expect("enqueued");
