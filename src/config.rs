@@ -104,9 +104,9 @@ pub struct DeliveryConfig {
     pub batch_linger_ms: u64,
     /// Record ids remembered per stage instance to drop redelivered duplicates.
     pub dedup_capacity: usize,
-    /// A stage stops (without committing) when more records than this go to
-    /// the dead-letter topic within one minute: a bad deploy must not drain a
-    /// topic into it.
+    /// At most this many records go to the dead-letter topic per minute and
+    /// stage instance; past that the stage commits what it did and pauses
+    /// until the minute is over, so a bad deploy cannot drain a topic into it.
     pub max_deadletters_per_minute: u32,
     /// How often each stage's timer runs (window closing, timeouts), in milliseconds.
     pub timer_interval_ms: u64,

@@ -2,6 +2,7 @@
 //! admin commands and the generic stage runner. No other module imports rdkafka.
 
 pub mod admin;
+mod budget;
 mod dedup;
 pub mod embedded;
 mod restore;

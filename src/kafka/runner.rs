@@ -16,10 +16,11 @@
 //! On a revoke the open batch is committed inside the rebalance callback; on an
 //! assignment the stage's state is rebuilt from its changelog for exactly the
 //! assigned partitions before any input is handed over. Undecodable or invalid
-//! records go to the dead-letter topic (capped per minute) and the stage goes
-//! on; a fatal error stops the runner without committing, and the supervisor
+//! records go to the dead-letter topic and the stage goes on (past the
+//! per-minute limit it pauses); a fatal error stops the runner without committing, and the supervisor
 //! restarts it from the last commit.
 
+use super::budget::DeadLetterBudget;
 use super::dedup::Dedup;
 use super::{restore, ClientSettings, Shutdown};
 use crate::codec;
@@ -117,8 +118,9 @@ struct Pipeline {
     in_flight: Vec<DeliveryFuture>,
     offsets: BTreeMap<(String, i32), i64>,
     dedup: Dedup,
-    dlq_window: (Instant, u32),
+    dlq_budget: DeadLetterBudget,
     max_dlq: u32,
+    shutdown: Shutdown,
     executor: Arc<dyn Executor>,
     rt: Handle,
     stats: RunStats,
@@ -228,11 +230,13 @@ impl Pipeline {
             match result {
                 Ok(actions) => self.run_actions(consumer, actions)?,
                 Err(ProcessError::Undecodable(e)) => {
-                    self.dead_letter(&input, ErrorKind::Undecodable, e)?
+                    self.dead_letter(consumer, &input, ErrorKind::Undecodable, e)?
                 }
-                Err(ProcessError::Invalid(e)) => self.dead_letter(&input, ErrorKind::Invalid, e)?,
+                Err(ProcessError::Invalid(e)) => {
+                    self.dead_letter(consumer, &input, ErrorKind::Invalid, e)?
+                }
                 Err(ProcessError::Transient(e)) => {
-                    self.dead_letter(&input, ErrorKind::Processing, e)?
+                    self.dead_letter(consumer, &input, ErrorKind::Processing, e)?
                 }
                 Err(fatal @ ProcessError::Fatal(_)) => return Err(self.fatal(fatal)),
             }
@@ -278,21 +282,31 @@ impl Pipeline {
 
     fn dead_letter(
         &mut self,
+        consumer: &BaseConsumer<StageContext>,
         input: &InputRecord<'_>,
         kind: ErrorKind,
         error: String,
     ) -> Result<(), RunnerError> {
-        let (since, count) = &mut self.dlq_window;
-        if since.elapsed() >= Duration::from_secs(60) {
-            *since = Instant::now();
-            *count = 0;
-        }
-        *count += 1;
-        if *count > self.max_dlq {
-            return Err(RunnerError::Restart(format!(
-                "{}: more than {} records dead-lettered within a minute; stopping without committing (last: {error})",
-                self.stage, self.max_dlq
-            )));
+        while let Err(wait) = self.dlq_budget.take(Instant::now()) {
+            // A burst of bad records (a producer's bad deploy) must not drain
+            // a topic into the dead-letter topic: keep what is done, pause.
+            tracing::error!(
+                stage = %self.stage,
+                limit = self.max_dlq,
+                pause_secs = wait.as_secs(),
+                "dead-letter limit per minute reached; pausing this stage"
+            );
+            self.commit(consumer)?;
+            let until = Instant::now() + wait;
+            while Instant::now() < until {
+                if self.shutdown.is_triggered() {
+                    return Err(RunnerError::Restart(format!(
+                        "{}: stopped while paused at the dead-letter limit",
+                        self.stage
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         tracing::warn!(stage = %self.stage, topic = input.topic, partition = input.partition, offset = input.offset, kind = %kind, %error, "dead-lettering record");
         let letter = DeadLetter {
@@ -495,8 +509,13 @@ pub fn run(
         in_flight: Vec::new(),
         offsets: BTreeMap::new(),
         dedup: Dedup::new(config.delivery.dedup_capacity),
-        dlq_window: (Instant::now(), 0),
+        dlq_budget: DeadLetterBudget::new(
+            config.delivery.max_deadletters_per_minute,
+            Duration::from_secs(60),
+            Instant::now(),
+        ),
         max_dlq: config.delivery.max_deadletters_per_minute,
+        shutdown: shutdown.clone(),
         executor,
         rt,
         stats: RunStats::default(),
