@@ -7,8 +7,11 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Each request the server saw: header lines and body.
+type Seen = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
 /// Serves one scripted status per request; records each request's headers and body.
-fn server(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<(Vec<String>, String)>>>) {
+fn server(statuses: Vec<u16>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
         "http://{}/hooks/medic",
