@@ -42,32 +42,8 @@ fn lines() -> Vec<String> {
 }
 
 fn signal(i: usize, text: &str) -> Signal {
-    Signal {
-        id: format!("s{i}"),
-        deployment_key: format!("svc{}/production", i % 50),
-        service: format!("svc{}", i % 50),
-        environment: "production".into(),
-        kind: SignalKind::Log,
-        observed_at: i as i64,
-        text: text.into(),
-        level: None,
-        status_code: None,
-        affected_users: None,
-        error_rate: None,
-        ci: None,
-        origin: RawLogEnvelope {
-            shipper: Shipper::Vector,
-            topic: "medic.logs.raw".into(),
-            partition: 0,
-            offset: i as i64,
-            kafka_timestamp: None,
-            host: None,
-            pod: None,
-            namespace: None,
-            container: None,
-        },
-        attributes: Default::default(),
-    }
+    let key = DeploymentKey::new(&format!("svc{}", i % 50), "production");
+    Signal::plain_text(&key, "medic.logs.raw", i as i64, text, i as i64)
 }
 
 fn bench_categorize(c: &mut Criterion) {

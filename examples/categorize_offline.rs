@@ -7,7 +7,7 @@
 //! ```
 
 use medic::config::CategorizeConfig;
-use medic::domain::{DeploymentKey, RawLogEnvelope, Shipper, Signal, SignalKind};
+use medic::domain::{DeploymentKey, Signal};
 use medic::stages::categorize::rules::RulePack;
 use medic::stages::categorize::Categorize;
 use medic::stages::{Action, Processor};
@@ -23,33 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quiet = config.window_quiet_ms;
     let mut stage = Categorize::new(Topics::default(), config, RulePack::default_pack());
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line?;
-        let signal = Signal {
-            id: format!("stdin/{i}"),
-            deployment_key: key.to_string(),
-            service: key.service().into(),
-            environment: key.environment().into(),
-            kind: SignalKind::Log,
-            observed_at: i as i64,
-            text: line,
-            level: None,
-            status_code: None,
-            affected_users: None,
-            error_rate: None,
-            ci: None,
-            origin: RawLogEnvelope {
-                shipper: Shipper::PlainText,
-                topic: "stdin".into(),
-                partition: 0,
-                offset: i as i64,
-                kafka_timestamp: None,
-                host: None,
-                pod: None,
-                namespace: None,
-                container: None,
-            },
-            attributes: Default::default(),
-        };
+        let signal = Signal::plain_text(&key, "stdin", i as i64, &line?, i as i64);
         stage.handle(&signal, 0);
     }
     // Close the window as if the deployment had gone quiet.

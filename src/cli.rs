@@ -119,6 +119,15 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Settings for the configured cluster; `command` needs a real one.
+fn real_cluster(config: &Config, command: &str) -> anyhow::Result<ClientSettings> {
+    let brokers =
+        config.kafka.brokers.clone().with_context(|| {
+            format!("{command} needs --brokers (or kafka.brokers / MEDIC_BROKERS)")
+        })?;
+    Ok(ClientSettings::from_config(brokers, &config.kafka))
+}
+
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -197,12 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: TopicsCommand::Apply,
         } => {
             init_tracing("warn");
-            let brokers = config
-                .kafka
-                .brokers
-                .clone()
-                .context("topics apply needs --brokers (or kafka.brokers / MEDIC_BROKERS)")?;
-            let settings = ClientSettings::from_config(brokers, &config.kafka);
+            let settings = real_cluster(&config, "topics apply")?;
             let report = admin::apply(&settings, &topics)
                 .await
                 .map_err(|e| anyhow!(e))?;
@@ -238,12 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = DeploymentKey::of_recovery_id(&recovery_id).with_context(|| {
                 format!("'{recovery_id}' is not a recovery id (service/environment#number)")
             })?;
-            let brokers = config
-                .kafka
-                .brokers
-                .clone()
-                .context("approve needs --brokers (or kafka.brokers / MEDIC_BROKERS)")?;
-            let settings = ClientSettings::from_config(brokers, &config.kafka);
+            let settings = real_cluster(&config, "approve")?;
             let approval = Approval {
                 recovery_id: recovery_id.clone(),
                 decision: if reject {

@@ -236,33 +236,13 @@ fn orchestrate_resumes_mid_recovery_without_repeating_a_finished_step() {
 }
 
 fn signal(key: &str, text: &str, at: i64) -> Signal {
-    let k = DeploymentKey::parse(key).expect("key");
-    Signal {
-        id: format!("{key}/{at}"),
-        deployment_key: k.to_string(),
-        service: k.service().into(),
-        environment: k.environment().into(),
-        kind: SignalKind::Log,
-        observed_at: at,
-        text: text.into(),
-        level: None,
-        status_code: None,
-        affected_users: None,
-        error_rate: None,
-        ci: None,
-        origin: RawLogEnvelope {
-            shipper: Shipper::PlainText,
-            topic: "test".into(),
-            partition: 0,
-            offset: at,
-            kafka_timestamp: None,
-            host: None,
-            pod: None,
-            namespace: None,
-            container: None,
-        },
-        attributes: Default::default(),
-    }
+    Signal::plain_text(
+        &DeploymentKey::parse(key).expect("key"),
+        "test",
+        at,
+        text,
+        at,
+    )
 }
 
 #[test]

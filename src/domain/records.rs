@@ -3,7 +3,7 @@
 //! so encoding is deterministic), `Vec` an array.
 
 use super::enums::*;
-use super::Millis;
+use super::{DeploymentKey, Millis};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -19,6 +19,23 @@ pub struct RawLogEnvelope {
     pub pod: Option<String>,
     pub namespace: Option<String>,
     pub container: Option<String>,
+}
+
+impl RawLogEnvelope {
+    /// An envelope with only the shape and Kafka coordinates known.
+    pub fn at(shipper: Shipper, topic: &str, partition: i32, offset: i64) -> RawLogEnvelope {
+        RawLogEnvelope {
+            shipper,
+            topic: topic.to_string(),
+            partition,
+            offset,
+            kafka_timestamp: None,
+            host: None,
+            pod: None,
+            namespace: None,
+            container: None,
+        }
+    }
 }
 
 /// The CI run behind a ci-kind signal (schema `CiRef`, inside `Signal`).
@@ -50,6 +67,35 @@ pub struct Signal {
     pub origin: RawLogEnvelope,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+}
+
+impl Signal {
+    /// A plain-text log signal for `key`, as ingest would make from line
+    /// `offset` of `topic`: for tools, tests and offline categorization.
+    pub fn plain_text(
+        key: &DeploymentKey,
+        topic: &str,
+        offset: i64,
+        text: &str,
+        observed_at: Millis,
+    ) -> Signal {
+        Signal {
+            id: format!("{topic}/0/{offset}"),
+            deployment_key: key.to_string(),
+            service: key.service().to_string(),
+            environment: key.environment().to_string(),
+            kind: SignalKind::Log,
+            observed_at,
+            text: text.to_string(),
+            level: None,
+            status_code: None,
+            affected_users: None,
+            error_rate: None,
+            ci: None,
+            origin: RawLogEnvelope::at(Shipper::PlainText, topic, 0, offset),
+            attributes: BTreeMap::new(),
+        }
+    }
 }
 
 /// A verified, normalized CI/CD webhook delivery (schema `CiEvent`).

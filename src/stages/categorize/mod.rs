@@ -157,33 +157,7 @@ mod tests {
     use crate::domain::*;
 
     fn signal(key: &str, text: &str, at: Millis) -> Signal {
-        let k = DeploymentKey::parse(key).expect("key");
-        Signal {
-            id: format!("s-{at}"),
-            deployment_key: k.to_string(),
-            service: k.service().into(),
-            environment: k.environment().into(),
-            kind: SignalKind::Log,
-            observed_at: at,
-            text: text.into(),
-            level: None,
-            status_code: None,
-            affected_users: None,
-            error_rate: None,
-            ci: None,
-            origin: RawLogEnvelope {
-                shipper: Shipper::PlainText,
-                topic: "t".into(),
-                partition: 0,
-                offset: at,
-                kafka_timestamp: None,
-                host: None,
-                pod: None,
-                namespace: None,
-                container: None,
-            },
-            attributes: Default::default(),
-        }
+        Signal::plain_text(&DeploymentKey::parse(key).expect("key"), "t", at, text, at)
     }
 
     fn stage() -> Categorize {

@@ -64,17 +64,7 @@ pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> O
             job: event.job.clone(),
             url: event.url.clone(),
         }),
-        origin: RawLogEnvelope {
-            shipper: Shipper::CiEvent,
-            topic: topic.to_string(),
-            partition,
-            offset,
-            kafka_timestamp: None,
-            host: None,
-            pod: None,
-            namespace: None,
-            container: None,
-        },
+        origin: RawLogEnvelope::at(Shipper::CiEvent, topic, partition, offset),
         attributes,
     })
 }
