@@ -1,4 +1,4 @@
-//! Categorize: signals in, one [`CategorizedFailure`] per deployment failure out.
+//! Categorize: signals in, one [`CategorizedFailure`](crate::domain::CategorizedFailure) per deployment failure out.
 //!
 //! State: the open correlation window of each deployment, written to the
 //! compacted changelog `medic.categorize.windows` at the end of every batch in
