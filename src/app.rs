@@ -66,6 +66,12 @@ pub fn executors(config: &Config) -> Result<Executors, String> {
     })
 }
 
+/// The default rule pack with the configured user packs applied; fails with
+/// the file, rule id and reason.
+pub fn rule_pack(config: &Config) -> Result<RulePack, crate::stages::categorize::rules::PackError> {
+    RulePack::load_files(&config.categorize.rule_packs)
+}
+
 /// Runner settings for `stage` under `config`.
 pub fn runner_config(
     stage: StageName,
@@ -90,13 +96,13 @@ pub fn runner_config(
 pub fn spawn_stages(
     stages: &[StageName],
     config: &Config,
+    pack: &RulePack,
     settings: &ClientSettings,
     executor: Arc<dyn Executor>,
     rt: Handle,
     shutdown: &Shutdown,
 ) -> Vec<(StageName, JoinHandle<Result<RunStats, RunnerError>>)> {
     let topics = Topics::new(&config.kafka.topic_prefix);
-    let pack = RulePack::default_pack();
     stages
         .iter()
         .map(|&stage| {

@@ -308,6 +308,7 @@ async fn run_stages(
     stages: &[StageName],
 ) -> anyhow::Result<ExitCode> {
     check_layout()?;
+    let pack = app::rule_pack(&config)?;
     let mut _embedded = None;
     let brokers = match &config.kafka.brokers {
         Some(b) => b.clone(),
@@ -331,6 +332,7 @@ async fn run_stages(
     let handles = app::spawn_stages(
         stages,
         &config,
+        &pack,
         &settings,
         executor,
         tokio::runtime::Handle::current(),
@@ -369,6 +371,7 @@ async fn run_demo(
     if config.kafka.brokers.is_some() {
         bail!("the demo runs on the embedded cluster; drop --brokers");
     }
+    let pack = app::rule_pack(&config)?;
     // Short windows so the demo finishes in seconds rather than minutes.
     config.categorize.window_quiet_ms = 1_500;
     config.categorize.window_max_ms = 20_000;
@@ -386,6 +389,7 @@ async fn run_demo(
     let handles = app::spawn_stages(
         &StageName::ALL,
         &config,
+        &pack,
         &settings,
         executor,
         tokio::runtime::Handle::current(),

@@ -161,6 +161,9 @@ pub struct CategorizeConfig {
     pub window_max_ms: i64,
     /// Evidence entries kept per window.
     pub max_evidence: usize,
+    /// Rule packs applied over the built-in one, in order: a rule with an
+    /// existing id replaces it, `enabled: false` removes it.
+    pub rule_packs: Vec<PathBuf>,
 }
 
 impl Default for CategorizeConfig {
@@ -169,6 +172,7 @@ impl Default for CategorizeConfig {
             window_quiet_ms: 30_000,
             window_max_ms: 300_000,
             max_evidence: 32,
+            rule_packs: Vec::new(),
         }
     }
 }

@@ -252,6 +252,16 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Rule-pack sections that mark a failure rather than vote for a type.
+    PatternSection {
+        /// Makes the failure critical.
+        Critical => "critical",
+        /// Marks the failure transient.
+        AutoRecovery => "auto_recovery",
+    }
+}
+
+vocabulary! {
     /// What made notify speak.
     NotificationTrigger {
         Outcome => "outcome",

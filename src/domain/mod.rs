@@ -10,14 +10,15 @@ mod records;
 
 pub use enums::{
     ApprovalDecision, AuditEvent, CiPlatform, CiStatus, Component, DeliveryStatus, ErrorKind,
-    FailureType, NotificationTrigger, Outcome, Phase, RecoveryStatus, Severity, Shipper,
-    SignalKind, StepStatus,
+    FailureType, NotificationTrigger, Outcome, PatternSection, Phase, RecoveryStatus, Severity,
+    Shipper, SignalKind, StepStatus,
 };
 pub use key::{normalize_environment, DeploymentKey};
 pub use records::{
     Approval, AuditRecord, CategorizedFailure, CiEvent, CiRef, CorrelationWindow, DeadLetter,
-    DecisionStep, Evidence, NotificationRecord, PlanStep, RawLogEnvelope, RecoveryOutcome,
-    RecoveryPlan, RecoveryState, RunnerUp, Signal, StepState, StrategyCount, StrategyStats,
+    DecisionStep, Evidence, NotificationRecord, PatternHit, PlanStep, RawLogEnvelope,
+    RecoveryOutcome, RecoveryPlan, RecoveryState, RunnerUp, Signal, StepState, StrategyCount,
+    StrategyStats,
 };
 
 /// Milliseconds since the Unix epoch. Every time in medic is one of these, and

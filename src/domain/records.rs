@@ -141,6 +141,15 @@ pub struct Evidence {
     pub weight: f64,
 }
 
+/// A critical or auto-recovery pattern that matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternHit {
+    pub section: PatternSection,
+    pub rule_id: String,
+    pub matched: String,
+    pub signal_id: String,
+}
+
 /// The second-best type of a close call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunnerUp {
@@ -171,6 +180,8 @@ pub struct CategorizedFailure {
     pub first_seen: Millis,
     pub last_seen: Millis,
     pub summary: String,
+    #[serde(default)]
+    pub pattern_hits: Vec<PatternHit>,
 }
 
 /// An open correlation window, categorize's changelog value (schema `CorrelationWindow`).
@@ -199,6 +210,10 @@ pub struct CorrelationWindow {
     pub ci_failed: bool,
     #[serde(default)]
     pub ci_cancelled: bool,
+    #[serde(default)]
+    pub auto_recoverable: bool,
+    #[serde(default)]
+    pub pattern_hits: Vec<PatternHit>,
 }
 
 /// One branch taken while choosing a strategy.

@@ -231,6 +231,7 @@ impl TestCluster {
         let handles = app::spawn_stages(
             stages,
             &self.config,
+            &RulePack::default_pack(),
             &self.settings,
             executor,
             self.runtime.handle().clone(),

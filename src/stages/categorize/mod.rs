@@ -267,4 +267,52 @@ mod tests {
             "staging is capped below critical"
         );
     }
+
+    #[test]
+    fn critical_and_auto_recovery_patterns_qualify_the_failure() {
+        let mut c = stage();
+        c.handle(&signal("orders/staging", "ERROR: deadlock detected", 1), 1);
+        c.handle(
+            &signal(
+                "orders/staging",
+                "replica reported data corruption detected on page 7",
+                2,
+            ),
+            2,
+        );
+        let f = failures(&c.on_timer(100_000).expect("ok"));
+        assert_eq!(
+            f[0].severity,
+            Severity::Critical,
+            "critical patterns apply in any environment"
+        );
+        assert_eq!(f[0].pattern_hits[0].rule_id, "critical.data-loss");
+
+        let mut c = stage();
+        c.handle(
+            &signal(
+                "api/staging",
+                "TypeError: x is undefined; upstream returned 503 Service Unavailable",
+                1,
+            ),
+            1,
+        );
+        let f = failures(&c.on_timer(100_000).expect("ok"));
+        assert!(f[0].transient, "marked auto-recoverable");
+        assert_eq!(f[0].pattern_hits[0].section, PatternSection::AutoRecovery);
+    }
+
+    #[test]
+    fn a_pattern_alone_opens_no_window() {
+        let mut c = stage();
+        c.handle(
+            &signal(
+                "api/staging",
+                "backend temporarily unavailable, retrying",
+                1,
+            ),
+            1,
+        );
+        assert!(c.windows().is_empty());
+    }
 }

@@ -7,7 +7,7 @@
 //! opened. Both limits use the `now` the caller passes, so closing is
 //! deterministic under a test clock.
 
-use super::rules::{Hit, RulePack};
+use super::rules::{Hit, RuleKind, RulePack};
 use crate::config::CategorizeConfig;
 use crate::domain::*;
 use std::collections::BTreeMap;
@@ -25,7 +25,12 @@ pub fn absorb(
     let ci_failed = signal.kind == SignalKind::Ci
         && signal.ci.as_ref().is_some_and(|c| c.status != "cancelled");
     let ci_cancelled = signal.kind == SignalKind::Ci && !ci_failed;
-    let matters = !hits.is_empty() || signal.kind == SignalKind::Ci;
+    let typed = hits
+        .iter()
+        .any(|h| pack.rules()[h.rule].failure_type().is_some());
+    // Only a typed rule or a CI run opens a window; critical and auto-recovery
+    // patterns qualify a failure, they do not make one.
+    let matters = typed || signal.kind == SignalKind::Ci;
     let w = match window {
         Some(w) => w,
         None if !matters => return false,
@@ -50,6 +55,8 @@ pub fn absorb(
             status_codes: Vec::new(),
             ci_failed: false,
             ci_cancelled: false,
+            auto_recoverable: false,
+            pattern_hits: Vec::new(),
         }),
     };
     w.signal_count += 1;
@@ -75,16 +82,40 @@ pub fn absorb(
         return true;
     }
     w.touched_at = now;
-    if !hits.is_empty() {
+    if typed {
         w.matched_signals += 1;
     }
     for hit in hits {
         let rule = &pack.rules()[hit.rule];
-        *w.scores.entry(rule.failure_type.to_string()).or_insert(0.0) += rule.weight;
+        let matched = signal.text.get(hit.start..hit.end).unwrap_or_default();
+        let failure_type = match rule.kind {
+            RuleKind::Typed(t) => t,
+            RuleKind::Critical | RuleKind::AutoRecovery => {
+                let section = if rule.kind == RuleKind::Critical {
+                    w.critical = true;
+                    PatternSection::Critical
+                } else {
+                    w.auto_recoverable = true;
+                    PatternSection::AutoRecovery
+                };
+                if w.pattern_hits.len() < config.max_evidence
+                    && !w.pattern_hits.iter().any(|p| p.rule_id == rule.id)
+                {
+                    w.pattern_hits.push(PatternHit {
+                        section,
+                        rule_id: rule.id.clone(),
+                        matched: matched.to_string(),
+                        signal_id: signal.id.clone(),
+                    });
+                }
+                continue;
+            }
+            RuleKind::Ignore => continue,
+        };
+        *w.scores.entry(failure_type.to_string()).or_insert(0.0) += rule.weight;
         if rule.transient {
             w.transient_votes += 1;
         }
-        w.critical |= rule.critical;
         if let Some(hint) = rule.severity {
             w.severity_hint = Some(w.severity_hint.map_or(hint, |h| h.min(hint)));
         }
@@ -98,12 +129,8 @@ pub fn absorb(
         {
             w.evidence.push(Evidence {
                 rule_id: rule.id.clone(),
-                failure_type: rule.failure_type,
-                matched: signal
-                    .text
-                    .get(hit.start..hit.end)
-                    .unwrap_or_default()
-                    .to_string(),
+                failure_type,
+                matched: matched.to_string(),
                 span_start: i32::try_from(hit.start).unwrap_or(i32::MAX),
                 span_end: i32::try_from(hit.end).unwrap_or(i32::MAX),
                 signal_id: signal.id.clone(),
@@ -168,7 +195,8 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
         .map(|e| e.weight)
         .sum();
     let winning_weight: f64 = winning.iter().map(|e| e.weight).sum();
-    let transient = winning_weight > 0.0 && transient_weight * 2.0 >= winning_weight;
+    let transient = window.auto_recoverable
+        || (winning_weight > 0.0 && transient_weight * 2.0 >= winning_weight);
     let summary = match winning.first() {
         Some(e) if !e.matched.is_empty() => format!(
             "{failure_type}: \"{}\" ({}){}",
@@ -205,6 +233,7 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
         first_seen: window.first_seen,
         last_seen: window.last_seen,
         summary,
+        pattern_hits: window.pattern_hits.clone(),
     }
 }
 
@@ -229,11 +258,7 @@ fn severity(
         return Severity::Info;
     }
     if window.critical {
-        return if production {
-            Severity::Critical
-        } else {
-            Severity::High
-        };
+        return Severity::Critical;
     }
     let mut severity = match window.environment.as_str() {
         "production" => Severity::High,

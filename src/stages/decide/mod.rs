@@ -290,6 +290,7 @@ mod tests {
             first_seen: 7,
             last_seen: 7,
             summary: String::new(),
+            pattern_hits: vec![],
         }
     }
 
