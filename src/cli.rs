@@ -8,8 +8,10 @@ use medic::demo;
 use medic::domain::{Approval, ApprovalDecision, DeploymentKey};
 use medic::kafka::embedded::EmbeddedCluster;
 use medic::kafka::{admin, ClientSettings, Shutdown};
+use medic::stages::categorize::{offline, rules::RulePack};
 use medic::stages::StageName;
 use medic::topics::{self, Topics};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -75,6 +77,33 @@ enum Command {
         /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Categorize text offline with the same code the categorize stage runs.
+    ///
+    /// `medic categorize "MESSAGE"` prints one verdict. `--input FILE` (or `-`)
+    /// reads one JSON object per line (`message` required; `environment`,
+    /// `service`, `status_codes`, `error_rate`, `affected_users` optional; a
+    /// line that is not JSON is the message) and writes one JSON result per
+    /// line, in order. `--unmatched FILE` lists the most frequent shapes of
+    /// the lines no rule matched.
+    Categorize {
+        /// The text to categorize.
+        message: Option<String>,
+        /// JSON-lines input, `-` for standard input.
+        #[arg(long, conflicts_with_all = ["message", "unmatched"])]
+        input: Option<PathBuf>,
+        /// Log lines (one per line, `-` for standard input) to mine for unmatched shapes.
+        #[arg(long, conflicts_with = "message")]
+        unmatched: Option<PathBuf>,
+        /// Environment for a MESSAGE (sets the severity base).
+        #[arg(long)]
+        environment: Option<String>,
+        /// Extra rule packs, applied after those in the configuration.
+        #[arg(long = "rule-pack")]
+        rule_packs: Vec<PathBuf>,
+        /// How many shapes `--unmatched` lists.
+        #[arg(long, default_value_t = 25)]
+        top: usize,
     },
     /// Check a configuration file and print the effective configuration's key values.
     CheckConfig,
@@ -273,6 +302,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Categorize {
+            message,
+            input,
+            unmatched,
+            environment,
+            rule_packs,
+            top,
+        } => {
+            let mut packs = config.categorize.rule_packs.clone();
+            packs.extend(rule_packs);
+            let pack = RulePack::load_files(&packs)?;
+            categorize_command(&pack, message, input, unmatched, environment, top)
+        }
         Command::CheckConfig => {
             println!(
                 "ok: brokers={} delivery.mode={} topic_prefix={} dry_run={} webhook={}",
@@ -289,6 +331,118 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn read_input(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(std::io::BufReader::new(file)))
+}
+
+fn categorize_command(
+    pack: &RulePack,
+    message: Option<String>,
+    input: Option<PathBuf>,
+    unmatched: Option<PathBuf>,
+    environment: Option<String>,
+    top: usize,
+) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if let Some(path) = input {
+        for (n, line) in read_input(&path)?.lines().enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            let record = match offline::OfflineInput::parse_line(&line) {
+                Ok(input) => {
+                    let mut value = serde_json::to_value(offline::categorize(pack, &input))?;
+                    value["line"] = serde_json::json!(n + 1);
+                    value
+                }
+                Err(error) => serde_json::json!({"line": n + 1, "error": error}),
+            };
+            writeln!(out, "{record}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(path) = unmatched {
+        let lines: Vec<String> = read_input(&path)?.lines().collect::<Result<_, _>>()?;
+        let shapes = offline::unmatched_shapes(pack, lines.iter().map(String::as_str));
+        let total: usize = shapes.iter().map(|s| s.1).sum();
+        writeln!(
+            out,
+            "{total} of {} lines matched no rule; {} shapes, most frequent first:",
+            lines.len(),
+            shapes.len()
+        )?;
+        for (shape, count, example) in shapes.iter().take(top) {
+            writeln!(out, "{count:>7}  {shape}")?;
+            if example != shape {
+                writeln!(out, "         e.g. {example}")?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(message) = message else {
+        bail!("give a MESSAGE, --input FILE or --unmatched FILE (see medic categorize --help)");
+    };
+    let input = offline::OfflineInput {
+        message,
+        environment,
+        ..Default::default()
+    };
+    let r = offline::categorize(pack, &input);
+    let Some(failure_type) = r.failure_type else {
+        writeln!(
+            out,
+            "no rule matched: medic reports no failure for this text (rule pack {})",
+            r.rule_pack_version
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    writeln!(
+        out,
+        "type        {failure_type} (confidence {:.2})",
+        r.confidence
+    )?;
+    if let Some(ru) = &r.runner_up {
+        writeln!(
+            out,
+            "runner-up   {} (confidence {:.2})",
+            ru.failure_type, ru.confidence
+        )?;
+    }
+    if let Some(severity) = r.severity {
+        writeln!(
+            out,
+            "severity    {severity} (environment {})",
+            input.environment.as_deref().unwrap_or("unknown")
+        )?;
+    }
+    writeln!(
+        out,
+        "transient   {}",
+        if r.transient { "yes" } else { "no" }
+    )?;
+    let components: Vec<&str> = r.components.iter().map(|c| c.as_str()).collect();
+    writeln!(out, "components  {}", components.join(", "))?;
+    for e in &r.evidence {
+        writeln!(
+            out,
+            "evidence    {} ({}, weight {}): {:?} at {}..{}",
+            e.rule_id, e.failure_type, e.weight, e.matched, e.span_start, e.span_end
+        )?;
+    }
+    for p in &r.pattern_hits {
+        writeln!(
+            out,
+            "pattern     {} ({}): {:?}",
+            p.rule_id, p.section, p.matched
+        )?;
+    }
+    writeln!(out, "rule pack   {}", r.rule_pack_version)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_layout() -> anyhow::Result<()> {
