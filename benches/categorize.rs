@@ -84,7 +84,7 @@ fn bench_categorize(c: &mut Criterion) {
             let mut stage =
                 Categorize::new(Topics::default(), CategorizeConfig::default(), pack.clone());
             for s in &signals {
-                stage.handle(black_box(s), 0);
+                stage.handle(black_box(s), 0).expect("encodes");
             }
             stage.windows().len()
         })

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stage = Categorize::new(Topics::default(), config, RulePack::default_pack());
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
         let signal = Signal::plain_text(&key, "stdin", i as i64, &line?, i as i64);
-        stage.handle(&signal, 0);
+        stage.handle(&signal, 0)?;
     }
     // Close the window as if the deployment had gone quiet.
     let closed = stage.on_timer(quiet)?;

@@ -46,16 +46,48 @@ impl Categorize {
     }
 
     /// Folds one signal into its deployment's window.
-    pub fn handle(&mut self, signal: &Signal, now: Millis) {
+    ///
+    /// A window never spans more than `window_max_ms` of event time: a signal
+    /// that would stretch it further closes it first (the returned actions)
+    /// and starts the next one.
+    pub fn handle(&mut self, signal: &Signal, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        let key = &signal.deployment_key;
+        let mut actions = Vec::new();
+        let too_long = self
+            .windows
+            .get(key)
+            .is_some_and(|w| signal.observed_at - w.first_seen >= self.config.window_max_ms);
+        if too_long {
+            actions.extend(self.close(key)?);
+        }
         let hits = self.pack.scan(&signal.text);
-        let mut slot = self.windows.remove(&signal.deployment_key);
+        let mut slot = self.windows.remove(key);
         let changed = window::absorb(&mut slot, signal, &hits, &self.pack, &self.config, now);
         if let Some(w) = slot {
-            self.windows.insert(signal.deployment_key.clone(), w);
+            self.windows.insert(key.clone(), w);
         }
         if changed {
-            self.dirty.insert(signal.deployment_key.clone());
+            self.dirty.insert(key.clone());
         }
+        Ok(actions)
+    }
+
+    /// Closes the window of `key`: its failure, and a tombstone for its changelog entry.
+    fn close(&mut self, key: &str) -> Result<Vec<Action>, ProcessError> {
+        let Some(w) = self.windows.remove(key) else {
+            return Ok(Vec::new());
+        };
+        self.dirty.remove(key);
+        let failure = window::close(&w, &self.pack);
+        Ok(vec![
+            Action::Emit(OutputRecord::encode(
+                &self.topics.failures,
+                key,
+                Some(failure.id.clone()),
+                &failure,
+            )?),
+            Action::Emit(OutputRecord::tombstone(&self.topics.windows, key)),
+        ])
     }
 }
 
@@ -103,8 +135,7 @@ impl Processor for Categorize {
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
         let signal: Signal = decode_input(input)?;
-        self.handle(&signal, now);
-        Ok(Vec::new())
+        self.handle(&signal, now)
     }
 
     fn on_timer(&mut self, now: Millis) -> Result<Vec<Action>, ProcessError> {
@@ -116,21 +147,7 @@ impl Processor for Categorize {
             .collect();
         let mut actions = Vec::with_capacity(due.len() * 2);
         for key in due {
-            let Some(w) = self.windows.remove(&key) else {
-                continue;
-            };
-            self.dirty.remove(&key);
-            let failure = window::close(&w, &self.pack);
-            actions.push(Action::Emit(OutputRecord::encode(
-                &self.topics.failures,
-                &key,
-                Some(failure.id.clone()),
-                &failure,
-            )?));
-            actions.push(Action::Emit(OutputRecord::tombstone(
-                &self.topics.windows,
-                &key,
-            )));
+            actions.extend(self.close(&key)?);
         }
         Ok(actions)
     }
@@ -185,14 +202,17 @@ mod tests {
     fn a_crash_loop_of_ten_thousand_lines_is_one_failure() {
         let mut c = stage();
         for i in 0..10_000 {
-            c.handle(
-                &signal(
-                    "checkout/prod",
-                    "Last State: Terminated Reason: OOMKilled Exit Code: 137",
-                    i,
-                ),
-                1_000 + i / 10,
-            );
+            let closed = c
+                .handle(
+                    &signal(
+                        "checkout/prod",
+                        "Last State: Terminated Reason: OOMKilled Exit Code: 137",
+                        i,
+                    ),
+                    1_000 + i / 10,
+                )
+                .expect("ok");
+            assert!(closed.is_empty());
         }
         assert!(
             c.on_timer(2_000).expect("ok").is_empty(),
@@ -212,7 +232,8 @@ mod tests {
     #[test]
     fn plain_lines_open_nothing() {
         let mut c = stage();
-        c.handle(&signal("web/prod", "GET /healthz 200 OK", 1), 1);
+        c.handle(&signal("web/prod", "GET /healthz 200 OK", 1), 1)
+            .expect("ok");
         assert!(c.windows().is_empty());
         assert!(c.end_batch(1).expect("ok").is_empty());
         assert!(c.on_timer(1_000_000).expect("ok").is_empty());
@@ -223,10 +244,14 @@ mod tests {
         let mut c = stage();
         let mut closed = Vec::new();
         for t in (0..400_000).step_by(1_000) {
-            c.handle(&signal("api/staging", "dial tcp: connection refused", t), t);
+            let split = c
+                .handle(&signal("api/staging", "dial tcp: connection refused", t), t)
+                .expect("ok");
+            closed.extend(failures(&split));
             closed.extend(failures(&c.on_timer(t).expect("ok")));
         }
         assert_eq!(closed.len(), 1, "one failure per 5 minutes");
+        assert_eq!((closed[0].first_seen, closed[0].last_seen), (0, 299_000));
         assert_eq!(closed[0].failure_type, FailureType::Network);
         assert!(closed[0].transient);
     }
@@ -234,7 +259,9 @@ mod tests {
     #[test]
     fn windows_survive_a_restart_through_the_changelog() {
         let mut before = stage();
-        before.handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5);
+        before
+            .handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5)
+            .expect("ok");
         let changelog = before.end_batch(5).expect("ok");
         let [Action::Emit(record)] = changelog.as_slice() else {
             panic!("{changelog:?}")
@@ -259,7 +286,7 @@ mod tests {
         let mut c = stage();
         let mut s = signal("api/staging", "x509: certificate has expired", 1);
         s.affected_users = Some(5_000);
-        c.handle(&s, 1);
+        c.handle(&s, 1).expect("ok");
         let f = failures(&c.on_timer(100_000).expect("ok"));
         assert_eq!(f[0].failure_type, FailureType::Security);
         assert_eq!(
@@ -272,7 +299,8 @@ mod tests {
     #[test]
     fn critical_and_auto_recovery_patterns_qualify_the_failure() {
         let mut c = stage();
-        c.handle(&signal("orders/staging", "ERROR: deadlock detected", 1), 1);
+        c.handle(&signal("orders/staging", "ERROR: deadlock detected", 1), 1)
+            .expect("ok");
         c.handle(
             &signal(
                 "orders/staging",
@@ -280,7 +308,8 @@ mod tests {
                 2,
             ),
             2,
-        );
+        )
+        .expect("ok");
         let f = failures(&c.on_timer(100_000).expect("ok"));
         assert_eq!(
             f[0].severity,
@@ -297,10 +326,27 @@ mod tests {
                 1,
             ),
             1,
-        );
+        )
+        .expect("ok");
         let f = failures(&c.on_timer(100_000).expect("ok"));
         assert!(f[0].transient, "marked auto-recoverable");
         assert_eq!(f[0].pattern_hits[0].section, PatternSection::AutoRecovery);
+    }
+
+    #[test]
+    fn a_replay_closes_windows_by_the_signals_own_time() {
+        // Recorded signals replayed in a burst: the core clock barely moves,
+        // but event time spans more than the window maximum.
+        let mut c = stage();
+        let mut closed = Vec::new();
+        for t in (0..600_000).step_by(10_000) {
+            closed.extend(failures(
+                &c.handle(&signal("api/staging", "connection refused", t), 5)
+                    .expect("ok"),
+            ));
+        }
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].signal_count, 30, "the first 300 s of event time");
     }
 
     #[test]
@@ -313,7 +359,8 @@ mod tests {
                 1,
             ),
             1,
-        );
+        )
+        .expect("ok");
         assert!(c.windows().is_empty());
     }
 }

@@ -2,10 +2,14 @@
 //! into one failure, so a crash loop printing ten thousand lines is one failure.
 //!
 //! A window opens on the first signal that matches a rule (or on a failed CI
-//! run), absorbs every later signal of the deployment, and closes when no
-//! matching signal arrived for `window_quiet_ms`, or `window_max_ms` after it
-//! opened. Both limits use the `now` the caller passes, so closing is
-//! deterministic under a test clock.
+//! run) and absorbs every later signal of the deployment. It closes when
+//!
+//! * no matching signal arrived for `window_quiet_ms` on the core's clock (the
+//!   `now` the caller passes: wall-clock time under the runner, whatever the
+//!   driver says in tests and replays, so closing is deterministic), or
+//! * its signals would span more than `window_max_ms` of event time (their own
+//!   `observed_at`), so a replay of recorded signals folds exactly as the live
+//!   run did, or it has been open `window_max_ms` on the core's clock.
 
 use super::rules::{Hit, RuleKind, RulePack};
 use crate::config::CategorizeConfig;
