@@ -61,13 +61,18 @@ impl Categorize {
             actions.extend(self.close(key)?);
         }
         let hits = self.pack.scan(&signal.text);
-        let mut slot = self.windows.remove(key);
-        let changed = window::absorb(&mut slot, signal, &hits, &self.pack, &self.config, now);
-        if let Some(w) = slot {
-            self.windows.insert(key.clone(), w);
-        }
-        if changed {
-            self.dirty.insert(key.clone());
+        let existing = self.windows.get_mut(key);
+        match window::absorb(existing, signal, &hits, &self.pack, &self.config, now) {
+            window::Absorbed::Ignored => {}
+            window::Absorbed::Folded => {
+                if !self.dirty.contains(key) {
+                    self.dirty.insert(key.clone());
+                }
+            }
+            window::Absorbed::Opened(w) => {
+                self.windows.insert(key.clone(), w);
+                self.dirty.insert(key.clone());
+            }
         }
         Ok(actions)
     }

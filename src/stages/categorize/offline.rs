@@ -86,16 +86,9 @@ pub fn categorize(pack: &RulePack, input: &OfflineInput) -> OfflineResult {
     signal.affected_users = input.affected_users;
     signal.error_rate = input.error_rate;
     let hits = pack.scan(&signal.text);
-    let mut slot = None;
-    window::absorb(
-        &mut slot,
-        &signal,
-        &hits,
-        pack,
-        &CategorizeConfig::default(),
-        0,
-    );
-    let Some(mut w) = slot else {
+    let config = CategorizeConfig::default();
+    let window::Absorbed::Opened(mut w) = window::absorb(None, &signal, &hits, pack, &config, 0)
+    else {
         return OfflineResult {
             failure_type: None,
             severity: None,

@@ -143,6 +143,8 @@ pub struct Hit {
 pub struct RulePack {
     rules: Vec<Rule>,
     automaton: AhoCorasick,
+    /// Every keyword, in automaton pattern order.
+    keywords: Vec<String>,
     /// Keyword index → rule index.
     keyword_rule: Vec<usize>,
     version: String,
@@ -349,6 +351,7 @@ impl RulePack {
         Ok(RulePack {
             rules,
             automaton,
+            keywords,
             keyword_rule,
             version,
         })
@@ -362,6 +365,14 @@ impl RulePack {
     /// Short hash of every pack's name and text, carried by every result.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Every keyword with the index of its rule.
+    pub fn keywords(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.keywords
+            .iter()
+            .map(String::as_str)
+            .zip(self.keyword_rule.iter().copied())
     }
 
     /// Bytes of heap the automaton uses.

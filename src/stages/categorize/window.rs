@@ -16,53 +16,84 @@ use crate::config::CategorizeConfig;
 use crate::domain::*;
 use std::collections::BTreeMap;
 
-/// Folds one signal into `window` (creating it when `window` is `None` and the
-/// signal matters). Returns whether the window changed.
+/// What [`absorb`] did with a signal.
+#[derive(Debug)]
+pub enum Absorbed {
+    /// No window and the signal does not open one.
+    Ignored,
+    /// Folded into the existing window.
+    Folded,
+    /// The signal opened this new window.
+    Opened(CorrelationWindow),
+}
+
+/// Folds one signal into `window`, or opens a new window when there is none
+/// and the signal matters.
 pub fn absorb(
-    window: &mut Option<CorrelationWindow>,
+    window: Option<&mut CorrelationWindow>,
     signal: &Signal,
     hits: &[Hit],
     pack: &RulePack,
     config: &CategorizeConfig,
     now: Millis,
-) -> bool {
-    let ci_failed = signal.kind == SignalKind::Ci
-        && signal.ci.as_ref().is_some_and(|c| c.status != "cancelled");
-    let ci_cancelled = signal.kind == SignalKind::Ci && !ci_failed;
+) -> Absorbed {
     let typed = hits
         .iter()
         .any(|h| pack.rules()[h.rule].failure_type().is_some());
     // Only a typed rule or a CI run opens a window; critical and auto-recovery
     // patterns qualify a failure, they do not make one.
     let matters = typed || signal.kind == SignalKind::Ci;
-    let w = match window {
-        Some(w) => w,
-        None if !matters => return false,
-        None => window.insert(CorrelationWindow {
-            deployment_key: signal.deployment_key.clone(),
-            service: signal.service.clone(),
-            environment: signal.environment.clone(),
-            opened_at: now,
-            touched_at: now,
-            first_seen: signal.observed_at,
-            last_seen: signal.observed_at,
-            signal_count: 0,
-            matched_signals: 0,
-            scores: BTreeMap::new(),
-            evidence: Vec::new(),
-            components: Vec::new(),
-            transient_votes: 0,
-            critical: false,
-            severity_hint: None,
-            affected_users: None,
-            error_rate: None,
-            status_codes: Vec::new(),
-            ci_failed: false,
-            ci_cancelled: false,
-            auto_recoverable: false,
-            pattern_hits: Vec::new(),
-        }),
-    };
+    match window {
+        Some(w) => {
+            fold(w, signal, hits, typed, matters, pack, config, now);
+            Absorbed::Folded
+        }
+        None if !matters => Absorbed::Ignored,
+        None => {
+            let mut w = CorrelationWindow {
+                deployment_key: signal.deployment_key.clone(),
+                service: signal.service.clone(),
+                environment: signal.environment.clone(),
+                opened_at: now,
+                touched_at: now,
+                first_seen: signal.observed_at,
+                last_seen: signal.observed_at,
+                signal_count: 0,
+                matched_signals: 0,
+                scores: BTreeMap::new(),
+                evidence: Vec::new(),
+                components: Vec::new(),
+                transient_votes: 0,
+                critical: false,
+                severity_hint: None,
+                affected_users: None,
+                error_rate: None,
+                status_codes: Vec::new(),
+                ci_failed: false,
+                ci_cancelled: false,
+                auto_recoverable: false,
+                pattern_hits: Vec::new(),
+            };
+            fold(&mut w, signal, hits, typed, matters, pack, config, now);
+            Absorbed::Opened(w)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fold(
+    w: &mut CorrelationWindow,
+    signal: &Signal,
+    hits: &[Hit],
+    typed: bool,
+    matters: bool,
+    pack: &RulePack,
+    config: &CategorizeConfig,
+    now: Millis,
+) {
+    let ci_failed = signal.kind == SignalKind::Ci
+        && signal.ci.as_ref().is_some_and(|c| c.status != "cancelled");
+    let ci_cancelled = signal.kind == SignalKind::Ci && !ci_failed;
     w.signal_count += 1;
     w.first_seen = w.first_seen.min(signal.observed_at);
     w.last_seen = w.last_seen.max(signal.observed_at);
@@ -83,7 +114,7 @@ pub fn absorb(
         w.components.push(Component::CiPipeline);
     }
     if !matters {
-        return true;
+        return;
     }
     w.touched_at = now;
     if typed {
@@ -142,7 +173,6 @@ pub fn absorb(
             });
         }
     }
-    true
 }
 
 /// True when the window should close at `now`.
