@@ -70,7 +70,7 @@ impl Categorize {
                 }
             }
             window::Absorbed::Opened(w) => {
-                self.windows.insert(key.clone(), w);
+                self.windows.insert(key.clone(), *w);
                 self.dirty.insert(key.clone());
             }
         }

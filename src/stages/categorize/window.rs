@@ -24,7 +24,7 @@ pub enum Absorbed {
     /// Folded into the existing window.
     Folded,
     /// The signal opened this new window.
-    Opened(CorrelationWindow),
+    Opened(Box<CorrelationWindow>),
 }
 
 /// Folds one signal into `window`, or opens a new window when there is none
@@ -75,7 +75,7 @@ pub fn absorb(
                 pattern_hits: Vec::new(),
             };
             fold(&mut w, signal, hits, typed, matters, pack, config, now);
-            Absorbed::Opened(w)
+            Absorbed::Opened(Box::new(w))
         }
     }
 }
