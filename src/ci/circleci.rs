@@ -25,7 +25,14 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
     let (status_text, job) = match kind.as_str() {
         "workflow-completed" => (s(v, "/workflow/status"), None),
         "job-completed" => (s(v, "/job/status"), s(v, "/job/name")),
-        _ => return Ok(None),
+        "ping" => return Ok(None),
+        "" => {
+            return Err(NormalizeError::Missing {
+                event: "circleci".into(),
+                field: "/type",
+            })
+        }
+        other => return Err(NormalizeError::UnknownEvent(other.to_string())),
     };
     let id = req(v, "/id", &kind)?;
     let st = status(status_text.as_deref());
@@ -39,9 +46,17 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
         status: st,
         service: req(v, "/project/name", &kind)?,
         environment: "ci".into(),
-        pipeline: s(v, "/workflow/name").unwrap_or_else(|| "workflow".into()),
+        pipeline: s(v, "/workflow/name")
+            .or_else(|| s(v, "/pipeline/number").map(|n| format!("pipeline {n}")))
+            .unwrap_or_else(|| "workflow".into()),
         job: job.clone(),
-        run_id: req(v, "/workflow/id", &kind)?,
+        run_id: s(v, "/workflow/id")
+            .or_else(|| s(v, "/job/id"))
+            .or_else(|| s(v, "/pipeline/id"))
+            .ok_or(NormalizeError::Missing {
+                event: kind.clone(),
+                field: "/workflow/id",
+            })?,
         run_attempt: 1,
         commit_sha: s(v, "/pipeline/vcs/revision"),
         branch: s(v, "/pipeline/vcs/branch"),
@@ -54,8 +69,10 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
             Vec::new()
         },
         log_excerpt: None,
-        started_at: t(v, "/workflow/created_at"),
-        finished_at: t(v, "/workflow/stopped_at").or_else(|| t(v, "/happened_at")),
+        started_at: t(v, "/workflow/created_at").or_else(|| t(v, "/job/started_at")),
+        finished_at: t(v, "/workflow/stopped_at")
+            .or_else(|| t(v, "/job/stopped_at"))
+            .or_else(|| t(v, "/happened_at")),
         received_at: d.received_at,
     }))
 }

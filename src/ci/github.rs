@@ -4,6 +4,83 @@ use super::{req, s, t, Delivery, NormalizeError};
 use crate::domain::{CiEvent, CiPlatform, CiStatus};
 use serde_json::Value;
 
+/// Every webhook event GitHub sends; those without a branch above are
+/// accepted and not produced.
+const KNOWN_EVENTS: &[&str] = &[
+    "branch_protection_configuration",
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "code_scanning_alert",
+    "commit_comment",
+    "create",
+    "custom_property",
+    "custom_property_values",
+    "delete",
+    "dependabot_alert",
+    "deploy_key",
+    "deployment",
+    "deployment_protection_rule",
+    "deployment_review",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "fork",
+    "github_app_authorization",
+    "gollum",
+    "installation",
+    "installation_repositories",
+    "installation_target",
+    "issue_comment",
+    "issues",
+    "label",
+    "marketplace_purchase",
+    "member",
+    "membership",
+    "merge_group",
+    "meta",
+    "milestone",
+    "org_block",
+    "organization",
+    "package",
+    "page_build",
+    "personal_access_token_request",
+    "ping",
+    "project",
+    "project_card",
+    "project_column",
+    "projects_v2",
+    "projects_v2_item",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+    "push",
+    "registry_package",
+    "release",
+    "repository",
+    "repository_advisory",
+    "repository_dispatch",
+    "repository_import",
+    "repository_ruleset",
+    "repository_vulnerability_alert",
+    "secret_scanning_alert",
+    "secret_scanning_alert_location",
+    "security_advisory",
+    "security_and_analysis",
+    "sponsorship",
+    "star",
+    "status",
+    "sub_issues",
+    "team",
+    "team_add",
+    "watch",
+    "workflow_dispatch",
+    "workflow_job",
+    "workflow_run",
+];
+
 fn status(status: Option<&str>, conclusion: Option<&str>) -> CiStatus {
     match (status, conclusion) {
         (_, Some("success" | "neutral")) => CiStatus::Success,
@@ -179,7 +256,52 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
             e.finished_at = t(ds, "/updated_at");
             e
         }
-        _ => return Ok(None),
+        "check_suite" => {
+            let c = v.pointer("/check_suite").ok_or(NormalizeError::Missing {
+                event: event.clone(),
+                field: "/check_suite",
+            })?;
+            let id = req(c, "/id", &event)?;
+            let mut e = base(
+                format!(
+                    "github/check_suite/{id}/{}",
+                    s(c, "/status").unwrap_or_default()
+                ),
+                status(c["status"].as_str(), c["conclusion"].as_str()),
+                s(c, "/app/name").unwrap_or_else(|| "check suite".into()),
+                id,
+            )?;
+            e.commit_sha = s(c, "/head_sha");
+            e.branch = s(c, "/head_branch");
+            e.started_at = t(c, "/created_at");
+            e.finished_at = t(c, "/updated_at");
+            e
+        }
+        "status" => {
+            let id = req(v, "/id", &event)?;
+            let st = match v["state"].as_str() {
+                Some("success") => CiStatus::Success,
+                Some("failure" | "error") => CiStatus::Failure,
+                Some("pending") => CiStatus::Running,
+                _ => CiStatus::Unknown,
+            };
+            let mut e = base(
+                format!("github/status/{id}"),
+                st,
+                s(v, "/context").unwrap_or_else(|| "status".into()),
+                id,
+            )?;
+            e.commit_sha = s(v, "/sha");
+            e.url = s(v, "/target_url");
+            e.log_excerpt = s(v, "/description");
+            e.failure_reason =
+                (st == CiStatus::Failure).then(|| s(v, "/state").unwrap_or_default());
+            e.finished_at = t(v, "/updated_at");
+            e
+        }
+        known if KNOWN_EVENTS.contains(&known) => return Ok(None),
+        "unknown" if v.get("zen").is_some() => return Ok(None),
+        other => return Err(NormalizeError::UnknownEvent(other.to_string())),
     };
     Ok(Some(e))
 }

@@ -4,6 +4,25 @@ use super::{req, s, t, Delivery, NormalizeError};
 use crate::domain::{CiEvent, CiPlatform, CiStatus};
 use serde_json::Value;
 
+/// `object_kind`s GitLab sends that medic accepts without producing anything.
+const KNOWN_KINDS: &[&str] = &[
+    "push",
+    "tag_push",
+    "issue",
+    "work_item",
+    "note",
+    "merge_request",
+    "wiki_page",
+    "release",
+    "feature_flag",
+    "emoji",
+    "access_token",
+    "member",
+    "project",
+    "subgroup",
+    "vulnerability",
+];
+
 fn status(s: Option<&str>) -> CiStatus {
     match s {
         Some("success") => CiStatus::Success,
@@ -151,7 +170,14 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
                 received_at: d.received_at,
             }
         }
-        _ => return Ok(None),
+        known if KNOWN_KINDS.contains(&known) => return Ok(None),
+        "" => {
+            return Err(NormalizeError::Missing {
+                event: "gitlab".into(),
+                field: "/object_kind",
+            })
+        }
+        other => return Err(NormalizeError::UnknownEvent(other.to_string())),
     };
     Ok(Some(event))
 }

@@ -5,9 +5,12 @@
 //! Runs that deploy nothing get the environment `ci`; deployments keep theirs.
 //! Events medic has no use for (pushes, queued jobs) normalize to `None`.
 
+mod azure;
 mod circleci;
+mod generic;
 mod github;
 mod gitlab;
+mod jenkins;
 
 use crate::domain::{CiEvent, CiPlatform, Millis};
 use serde_json::Value;
@@ -26,9 +29,12 @@ pub enum NormalizeError {
         /// JSON pointer of the field.
         field: &'static str,
     },
-    /// The platform does not have a normalizer yet.
-    #[error("no normalizer for {0} payloads")]
-    Unsupported(CiPlatform),
+    /// The event type is not one the platform sends (or medic knows).
+    #[error("unknown event type {0}")]
+    UnknownEvent(String),
+    /// The body does not follow the format.
+    #[error("invalid payload: {0}")]
+    Invalid(String),
 }
 
 /// What the transport told us besides the body.
@@ -56,7 +62,9 @@ pub fn normalize(
         CiPlatform::GithubActions => github::normalize(&json, delivery),
         CiPlatform::GitlabCi => gitlab::normalize(&json, delivery),
         CiPlatform::Circleci => circleci::normalize(&json, delivery),
-        other => Err(NormalizeError::Unsupported(other)),
+        CiPlatform::AzureDevops => azure::normalize(&json, delivery),
+        CiPlatform::Jenkins => jenkins::normalize(&json, delivery),
+        CiPlatform::Generic => generic::normalize(&json, delivery),
     }
 }
 
