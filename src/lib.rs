@@ -24,6 +24,7 @@
 //! * [`demo`] — the end-to-end demo on the embedded cluster.
 
 pub mod app;
+pub mod bridge;
 pub mod ci;
 pub mod codec;
 pub mod config;

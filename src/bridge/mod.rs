@@ -1,0 +1,3 @@
+//! The CI/CD webhook bridge: verified webhooks in, `CiEvent`s out.
+
+pub mod verify;
