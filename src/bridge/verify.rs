@@ -85,11 +85,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-fn hex_after<'a>(
-    value: &'a str,
-    prefix: &str,
-    header: &'static str,
-) -> Result<Vec<u8>, VerifyError> {
+fn hex_after(value: &str, prefix: &str, header: &'static str) -> Result<Vec<u8>, VerifyError> {
     let hex = value
         .trim()
         .strip_prefix(prefix)
@@ -98,7 +94,7 @@ fn hex_after<'a>(
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
