@@ -3,6 +3,7 @@
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use medic::app;
+use medic::bridge::BridgeState;
 use medic::config::{Config, DeliveryMode};
 use medic::demo;
 use medic::domain::{Approval, ApprovalDecision, DeploymentKey};
@@ -59,6 +60,8 @@ enum Command {
         #[arg(value_enum)]
         stage: StageArg,
     },
+    /// Run the CI/CD webhook bridge alone (`medic run all` starts it too).
+    Bridge,
     /// Manage topics.
     Topics {
         #[command(subcommand)]
@@ -201,6 +204,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { timeout_secs } => {
             init_tracing("warn");
             run_demo(config, &topics, Duration::from_secs(timeout_secs)).await
+        }
+        Command::Bridge => {
+            init_tracing("info");
+            let settings = real_cluster(&config, "bridge")?;
+            let shutdown = Shutdown::new();
+            tokio::spawn(shutdown_on_signal(shutdown.clone()));
+            let listener = bind_bridge(&config).await?;
+            run_bridge(config, settings, topics, listener, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run { stage } => {
             init_tracing("info");
@@ -445,6 +457,58 @@ fn categorize_command(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Binds the bridge's listener, so that a taken port fails before anything starts.
+async fn bind_bridge(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(&config.bridge.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "bridge cannot listen on {} (bridge.listen / MEDIC_BRIDGE_LISTEN)",
+                config.bridge.listen
+            )
+        })
+}
+
+/// Serves the webhook bridge on `listener` until `shutdown` is set.
+async fn run_bridge(
+    config: Config,
+    settings: ClientSettings,
+    topics: Topics,
+    listener: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let state = BridgeState::new(&config.bridge, &settings, &topics.ci_events, metrics)
+        .map_err(|e| anyhow!(e))?;
+    let address = listener.local_addr()?;
+    let paths = state.paths();
+    if paths.is_empty() {
+        tracing::warn!(%address, "webhook bridge up, but no platform has a secret configured: every webhook endpoint answers 404");
+    }
+    for (path, platform) in &paths {
+        tracing::info!(%address, %path, %platform, "webhook endpoint");
+    }
+    println!(
+        "webhook bridge listening on http://{address} ({} platform(s) configured)",
+        paths.len()
+    );
+    let stop = async move {
+        while !shutdown.is_triggered() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    medic::bridge::serve(
+        Arc::new(state),
+        config.bridge.body_limit_bytes,
+        listener,
+        stop,
+    )
+    .await?;
+    Ok(())
+}
+
 fn check_layout() -> anyhow::Result<()> {
     let conflicts =
         topics::copartition_conflicts(topics::specs().iter().map(|s| (s, s.partitions)));
@@ -483,6 +547,18 @@ async fn run_stages(
     let executor = Arc::new(app::executors(&config).map_err(|e| anyhow!(e))?);
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    let bridge = if stages.len() == StageName::ALL.len() {
+        let listener = bind_bridge(&config).await?;
+        Some(tokio::spawn(run_bridge(
+            config.clone(),
+            settings.clone(),
+            topics.clone(),
+            listener,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
     let handles = app::spawn_stages(
         stages,
         &config,
@@ -493,6 +569,17 @@ async fn run_stages(
         &shutdown,
     );
     let mut failed = false;
+    if let Some(bridge) = bridge {
+        match bridge.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("medic: bridge: {e:#}");
+                shutdown.trigger();
+                failed = true;
+            }
+            Err(_) => failed = true,
+        }
+    }
     for (stage, handle) in handles {
         let result = tokio::task::spawn_blocking(move || handle.join()).await;
         match result {

@@ -34,6 +34,8 @@ pub struct Config {
     pub orchestrate: OrchestrateConfig,
     /// Notifications.
     pub notify: NotifyConfig,
+    /// The CI/CD webhook bridge.
+    pub bridge: BridgeConfig,
 }
 
 /// Cluster connection and naming.
@@ -255,6 +257,117 @@ impl KafkaConfig {
     }
 }
 
+/// The CI/CD webhook bridge.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// Largest accepted body; larger requests get 413.
+    pub body_limit_bytes: usize,
+    /// Sustained requests per second allowed per platform and source address.
+    pub rate_per_second: u32,
+    /// Burst above the sustained rate per platform and source address.
+    pub rate_burst: u32,
+    /// Delivery ids remembered to answer redeliveries without producing twice.
+    pub dedup_capacity: usize,
+    /// How long to wait for the broker to acknowledge an event before answering 503.
+    pub produce_timeout_ms: u64,
+    /// Per-platform endpoints. A platform without secrets answers 404: medic
+    /// never accepts unauthenticated webhooks.
+    pub github: PlatformEndpoint,
+    /// GitLab (`X-Gitlab-Token` secrets, or `whsec_...` signing tokens).
+    pub gitlab: PlatformEndpoint,
+    /// Jenkins (shared tokens).
+    pub jenkins: PlatformEndpoint,
+    /// Azure DevOps (`user:password` for HTTP Basic).
+    pub azure_devops: PlatformEndpoint,
+    /// CircleCI.
+    pub circleci: PlatformEndpoint,
+    /// medic's generic signed format.
+    pub generic: PlatformEndpoint,
+}
+
+/// One platform's endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformEndpoint {
+    /// URL path.
+    pub path: String,
+    /// Active secrets, each `${env:NAME}` or `${file:/path}`; several during rotation.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Accepted clock difference for timestamped signatures, in seconds.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+    /// Header carrying a shared token (Jenkins).
+    #[serde(default = "default_token_header")]
+    pub token_header: String,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+fn default_token_header() -> String {
+    "X-Medic-Token".into()
+}
+
+impl PlatformEndpoint {
+    fn at(path: &str) -> Self {
+        PlatformEndpoint {
+            path: path.into(),
+            secrets: Vec::new(),
+            tolerance_secs: default_tolerance(),
+            token_header: default_token_header(),
+        }
+    }
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            listen: "0.0.0.0:8088".into(),
+            body_limit_bytes: 1024 * 1024,
+            rate_per_second: 50,
+            rate_burst: 200,
+            dedup_capacity: 100_000,
+            produce_timeout_ms: 10_000,
+            github: PlatformEndpoint::at("/webhooks/github"),
+            gitlab: PlatformEndpoint::at("/webhooks/gitlab"),
+            jenkins: PlatformEndpoint::at("/webhooks/jenkins"),
+            azure_devops: PlatformEndpoint::at("/webhooks/azure-devops"),
+            circleci: PlatformEndpoint::at("/webhooks/circleci"),
+            generic: PlatformEndpoint::at("/webhooks/generic"),
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// `(name, endpoint)` of every platform, in a fixed order.
+    pub fn endpoints(&self) -> [(&'static str, &PlatformEndpoint); 6] {
+        [
+            ("github", &self.github),
+            ("gitlab", &self.gitlab),
+            ("jenkins", &self.jenkins),
+            ("azure_devops", &self.azure_devops),
+            ("circleci", &self.circleci),
+            ("generic", &self.generic),
+        ]
+    }
+
+    fn endpoints_mut(&mut self) -> [(&'static str, &mut PlatformEndpoint); 6] {
+        [
+            ("github", &mut self.github),
+            ("gitlab", &mut self.gitlab),
+            ("jenkins", &mut self.jenkins),
+            ("azure_devops", &mut self.azure_devops),
+            ("circleci", &mut self.circleci),
+            ("generic", &mut self.generic),
+        ]
+    }
+}
+
 /// A configuration problem, located.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -412,6 +525,9 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = env("MEDIC_BRIDGE_LISTEN") {
+            self.bridge.listen = v;
+        }
         if let Some(v) = env("MEDIC_NOTIFY_WEBHOOK_URL") {
             self.notify.webhook_url = Some(v);
         }
@@ -455,6 +571,38 @@ impl Config {
                     })
                 }
                 None => {}
+            }
+        }
+        for (name, endpoint) in self.bridge.endpoints_mut() {
+            for secret in endpoint.secrets.iter_mut() {
+                let field = format!("bridge.{name}.secrets");
+                match resolve_reference(secret, env) {
+                    Some(Ok(resolved)) if !resolved.is_empty() => *secret = resolved,
+                    Some(Ok(_)) => {
+                        return Err(ConfigError::Invalid {
+                            origin: origin.into(),
+                            line: None,
+                            field,
+                            message: "the secret is empty".into(),
+                        })
+                    }
+                    Some(Err(message)) => {
+                        return Err(ConfigError::Invalid {
+                            origin: origin.into(),
+                            line: None,
+                            field,
+                            message,
+                        })
+                    }
+                    None => return Err(ConfigError::Invalid {
+                        origin: origin.into(),
+                        line: None,
+                        field,
+                        message:
+                            "webhook secrets must be ${env:NAME} or ${file:/path}, never literal"
+                                .into(),
+                    }),
+                }
             }
         }
         if let Some(url) = self.notify.webhook_url.as_mut() {
@@ -530,6 +678,25 @@ impl Config {
         }
         if c.max_evidence == 0 {
             return fail("categorize.max_evidence", "must be at least 1".into());
+        }
+        let b = &self.bridge;
+        if b.body_limit_bytes == 0 || b.rate_per_second == 0 || b.rate_burst == 0 {
+            return fail(
+                "bridge",
+                "body_limit_bytes, rate_per_second and rate_burst must be at least 1".into(),
+            );
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for (name, endpoint) in b.endpoints() {
+            if !endpoint.path.starts_with('/') || !paths.insert(endpoint.path.as_str()) {
+                return fail(
+                    &format!("bridge.{name}.path"),
+                    format!(
+                        "'{}' must start with / and differ from the other platforms' paths",
+                        endpoint.path
+                    ),
+                );
+            }
         }
         if self.notify.webhook_attempts == 0 {
             return fail("notify.webhook_attempts", "must be at least 1".into());

@@ -50,6 +50,7 @@ fn run_all_on_the_embedded_cluster_prints_its_address_and_stops_cleanly_on_sigte
     let mut child = medic()
         .args(["run", "all"])
         .env("RUST_LOG", "warn")
+        .env("MEDIC_BRIDGE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -1,3 +1,6 @@
 //! The CI/CD webhook bridge: verified webhooks in, `CiEvent`s out.
 
+pub mod server;
 pub mod verify;
+
+pub use server::{router, serve, BridgeState};

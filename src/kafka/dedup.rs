@@ -19,6 +19,11 @@ impl Dedup {
         }
     }
 
+    /// True if `id` is remembered.
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
     /// True if `id` was seen before; remembers it either way.
     pub fn check_and_insert(&mut self, id: &str) -> bool {
         if self.capacity == 0 {

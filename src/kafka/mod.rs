@@ -3,7 +3,7 @@
 
 pub mod admin;
 mod budget;
-mod dedup;
+pub(crate) mod dedup;
 pub mod embedded;
 mod restore;
 pub mod runner;
