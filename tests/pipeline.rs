@@ -48,6 +48,7 @@ fn ci_failure(service: &str, environment: &str) -> CiEvent {
         started_at: None,
         finished_at: Some(1_764_400_001_000),
         received_at: 1_764_400_001_500,
+        repository: Some("shop/cart".into()),
     }
 }
 
@@ -85,6 +86,14 @@ fn a_failing_deployment_becomes_exactly_one_plan_and_one_outcome() {
     assert_eq!(outcome.strategy, "infrastructure_recovery");
     assert_eq!(outcome.outcome, Outcome::Succeeded);
     assert!(outcome.dry_run);
+    let ci = outcome
+        .ci
+        .as_ref()
+        .expect("the CI run travels with the failure");
+    assert_eq!(
+        (ci.repository.as_deref(), ci.platform.as_str()),
+        (Some("shop/cart"), "gitlab_ci")
+    );
 
     let plans: Vec<RecoveryPlan> = c.read(&c.topics.plans, 1, LONG);
     assert_eq!(plans.len(), 1, "one plan for 51 log lines and a CI event");

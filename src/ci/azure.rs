@@ -54,6 +54,7 @@ fn base(v: &Value, d: &Delivery<'_>, event: &str, id: String) -> CiEvent {
         started_at: None,
         finished_at: None,
         received_at: d.received_at,
+        repository: s(v, "/resource/repository/id"),
     }
 }
 

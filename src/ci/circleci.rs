@@ -74,6 +74,7 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
             .or_else(|| t(v, "/job/stopped_at"))
             .or_else(|| t(v, "/happened_at")),
         received_at: d.received_at,
+        repository: s(v, "/project/slug"),
     }))
 }
 

@@ -48,6 +48,8 @@ struct GenericEvent {
     started_at: Option<Millis>,
     #[serde(default)]
     finished_at: Option<Millis>,
+    #[serde(default)]
+    repository: Option<String>,
 }
 
 fn pipeline() -> String {
@@ -91,5 +93,6 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
         started_at: g.started_at,
         finished_at: g.finished_at,
         received_at: d.received_at,
+        repository: g.repository,
     }))
 }

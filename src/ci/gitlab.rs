@@ -104,6 +104,7 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
                 started_at: t(a, "/created_at"),
                 finished_at: t(a, "/finished_at"),
                 received_at: d.received_at,
+                repository: s(v, "/project/id").or_else(|| s(v, "/project_id")),
             }
         }
         "build" => {
@@ -138,6 +139,7 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
                 started_at: t(v, "/build_started_at"),
                 finished_at: t(v, "/build_finished_at"),
                 received_at: d.received_at,
+                repository: s(v, "/project/id").or_else(|| s(v, "/project_id")),
             }
         }
         "deployment" => {
@@ -168,6 +170,7 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
                 started_at: None,
                 finished_at: t(v, "/status_changed_at"),
                 received_at: d.received_at,
+                repository: s(v, "/project/id").or_else(|| s(v, "/project_id")),
             }
         }
         known if KNOWN_KINDS.contains(&known) => return Ok(None),

@@ -69,5 +69,6 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
         started_at: None,
         finished_at: None,
         received_at: d.received_at,
+        repository: None,
     }))
 }

@@ -47,6 +47,10 @@ pub struct CiRef {
     pub pipeline: String,
     pub job: Option<String>,
     pub url: Option<String>,
+    #[serde(default)]
+    pub commit_sha: Option<String>,
+    #[serde(default)]
+    pub repository: Option<String>,
 }
 
 /// One normalized observation about a deployment (schema `Signal`).
@@ -123,6 +127,8 @@ pub struct CiEvent {
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
     pub received_at: Millis,
+    #[serde(default)]
+    pub repository: Option<String>,
 }
 
 fn one() -> i32 {
@@ -182,6 +188,8 @@ pub struct CategorizedFailure {
     pub summary: String,
     #[serde(default)]
     pub pattern_hits: Vec<PatternHit>,
+    #[serde(default)]
+    pub ci: Option<CiRef>,
 }
 
 /// An open correlation window, categorize's changelog value (schema `CorrelationWindow`).
@@ -214,6 +222,8 @@ pub struct CorrelationWindow {
     pub auto_recoverable: bool,
     #[serde(default)]
     pub pattern_hits: Vec<PatternHit>,
+    #[serde(default)]
+    pub ci: Option<CiRef>,
 }
 
 /// One branch taken while choosing a strategy.
@@ -252,6 +262,8 @@ pub struct RecoveryPlan {
     pub steps: Vec<PlanStep>,
     pub created_at: Millis,
     pub estimated_duration_ms: i64,
+    #[serde(default)]
+    pub ci: Option<CiRef>,
 }
 
 /// A human decision on a gated recovery (schema `Approval`).
@@ -298,6 +310,8 @@ pub struct RecoveryState {
     pub started_at: Millis,
     pub updated_at: Millis,
     pub approver: Option<String>,
+    #[serde(default)]
+    pub ci: Option<CiRef>,
 }
 
 /// How one recovery ended (schema `RecoveryOutcome`, public contract).
@@ -318,6 +332,8 @@ pub struct RecoveryOutcome {
     pub steps_total: i32,
     pub steps_succeeded: i32,
     pub detail: String,
+    #[serde(default)]
+    pub ci: Option<CiRef>,
 }
 
 /// One recovery action or decision (schema `AuditRecord`, public contract).

@@ -73,6 +73,7 @@ pub fn absorb(
                 ci_cancelled: false,
                 auto_recoverable: false,
                 pattern_hits: Vec::new(),
+                ci: None,
             };
             fold(&mut w, signal, hits, typed, matters, pack, config, now);
             Absorbed::Opened(Box::new(w))
@@ -98,6 +99,9 @@ fn fold(
     w.first_seen = w.first_seen.min(signal.observed_at);
     w.last_seen = w.last_seen.max(signal.observed_at);
     w.ci_failed |= ci_failed;
+    if let Some(ci) = &signal.ci {
+        w.ci = Some(ci.clone());
+    }
     w.ci_cancelled |= ci_cancelled;
     if let Some(users) = signal.affected_users {
         w.affected_users = Some(w.affected_users.unwrap_or(0).max(users));
@@ -268,6 +272,7 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
         last_seen: window.last_seen,
         summary,
         pattern_hits: window.pattern_hits.clone(),
+        ci: window.ci.clone(),
     }
 }
 

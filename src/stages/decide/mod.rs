@@ -146,6 +146,7 @@ impl Decide {
             estimated_duration_ms: steps.iter().map(|s| s.timeout_ms).sum(),
             steps,
             created_at: now,
+            ci: failure.ci.clone(),
         }
     }
 
@@ -291,6 +292,7 @@ mod tests {
             last_seen: 7,
             summary: String::new(),
             pattern_hits: vec![],
+            ci: None,
         }
     }
 
@@ -372,6 +374,7 @@ mod tests {
                 steps_total: 4,
                 steps_succeeded: 1,
                 detail: String::new(),
+                ci: None,
             };
             d.learn(&outcome, 1);
             d.learn(&outcome, 1); // redelivered: counted once

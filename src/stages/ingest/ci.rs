@@ -63,6 +63,8 @@ pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> O
             pipeline: event.pipeline.clone(),
             job: event.job.clone(),
             url: event.url.clone(),
+            commit_sha: event.commit_sha.clone(),
+            repository: event.repository.clone(),
         }),
         origin: RawLogEnvelope::at(Shipper::CiEvent, topic, partition, offset),
         attributes,
@@ -96,6 +98,7 @@ mod tests {
             started_at: None,
             finished_at: Some(10),
             received_at: 20,
+            repository: None,
         }
     }
 

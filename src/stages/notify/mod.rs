@@ -230,6 +230,7 @@ mod tests {
             steps_total: 4,
             steps_succeeded: 4,
             detail: "4 of 4 steps recorded (dry run)".into(),
+            ci: None,
         }
     }
 

@@ -79,6 +79,7 @@ impl Orchestrate {
                     steps_total: plan.steps.len() as i32,
                     steps_succeeded: 0,
                     detail: detail.clone(),
+                    ci: plan.ci.clone(),
                 };
                 return Ok(vec![
                     self.audit(
@@ -129,6 +130,7 @@ impl Orchestrate {
             started_at: now,
             updated_at: now,
             approver: None,
+            ci: plan.ci.clone(),
         };
         let key = plan.deployment_key.clone();
         let mut actions = vec![self.audit(
@@ -333,6 +335,7 @@ impl Orchestrate {
             steps_total: state.steps.len() as i32,
             steps_succeeded: succeeded as i32,
             detail: detail.clone(),
+            ci: state.ci.clone(),
         };
         let recovery_id = state.recovery_id.clone();
         Ok(vec![

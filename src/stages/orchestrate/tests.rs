@@ -20,6 +20,7 @@ fn plan(key: &str, approval: bool) -> RecoveryPlan {
         ),
         created_at: 1,
         estimated_duration_ms: 1,
+        ci: None,
     }
 }
 
