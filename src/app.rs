@@ -2,7 +2,10 @@
 //! and runs stages on their own threads under supervision.
 
 use crate::config::Config;
-use crate::executors::{DryRun, Executor, Executors, Unconfigured, Webhook};
+use crate::domain::CiPlatform;
+use crate::executors::{
+    CommitStatusSink, DryRun, Executor, Executors, StatusTarget, Unconfigured, Webhook,
+};
 use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError, StageStatus};
 use crate::kafka::{ClientSettings, Shutdown};
 use crate::stages::categorize::{rules::RulePack, Categorize};
@@ -35,10 +38,10 @@ pub fn processor(
         StageName::Orchestrate => {
             Box::new(Orchestrate::new(topics.clone(), config.orchestrate.clone()))
         }
-        StageName::Notify => Box::new(Notify::new(
-            topics.clone(),
-            config.notify.webhook_url.is_some(),
-        )),
+        StageName::Notify => Box::new(
+            Notify::new(topics.clone(), config.notify.webhook_url.is_some())
+                .with_commit_statuses(status_platforms(config)),
+        ),
     }
 }
 
@@ -60,10 +63,38 @@ pub fn executors(config: &Config) -> Result<Executors, String> {
                 .into(),
         );
     }
+    let target = |api: &crate::config::StatusApi| -> Result<Option<StatusTarget>, String> {
+        match &api.token {
+            None => Ok(None),
+            Some(token) => Ok(Some(StatusTarget {
+                api_url: reqwest::Url::parse(&api.api_url)
+                    .map_err(|e| format!("status API URL {}: {e}", api.api_url))?,
+                token: token.clone(),
+            })),
+        }
+    };
+    let statuses = CommitStatusSink::new(
+        target(&config.notify.github_status)?,
+        target(&config.notify.gitlab_status)?,
+        Duration::from_millis(config.notify.webhook_timeout_ms),
+    )?;
     Ok(Executors {
         steps: Arc::new(DryRun::new()),
         notifications,
+        statuses: Arc::new(statuses),
     })
+}
+
+/// CI platforms the configuration can write commit statuses to.
+pub fn status_platforms(config: &Config) -> Vec<CiPlatform> {
+    let mut platforms = Vec::new();
+    if config.notify.github_status.token.is_some() {
+        platforms.push(CiPlatform::GithubActions);
+    }
+    if config.notify.gitlab_status.token.is_some() {
+        platforms.push(CiPlatform::GitlabCi);
+    }
+    platforms
 }
 
 /// The default rule pack with the configured user packs applied; fails with

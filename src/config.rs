@@ -226,11 +226,34 @@ pub struct NotifyConfig {
     pub webhook_timeout_ms: u64,
     /// Attempts before the delivery is recorded as failed.
     pub webhook_attempts: u32,
+    /// Commit statuses on GitHub for recoveries of GitHub Actions failures.
+    pub github_status: StatusApi,
+    /// Commit statuses on GitLab for recoveries of GitLab CI failures.
+    pub gitlab_status: StatusApi,
+}
+
+/// Where and how to write commit statuses back to a CI platform.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusApi {
+    /// API base URL.
+    pub api_url: String,
+    /// Access token, `${env:NAME}` or `${file:/path}`; without one no status is written.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
+            github_status: StatusApi {
+                api_url: "https://api.github.com".into(),
+                token: None,
+            },
+            gitlab_status: StatusApi {
+                api_url: "https://gitlab.com/api/v4".into(),
+                token: None,
+            },
             webhook_url: None,
             webhook_timeout_ms: 5_000,
             webhook_attempts: 3,
@@ -602,6 +625,35 @@ impl Config {
                             "webhook secrets must be ${env:NAME} or ${file:/path}, never literal"
                                 .into(),
                     }),
+                }
+            }
+        }
+        for (name, api) in [
+            ("github_status", &mut self.notify.github_status),
+            ("gitlab_status", &mut self.notify.gitlab_status),
+        ] {
+            if let Some(token) = api.token.as_mut() {
+                let field = format!("notify.{name}.token");
+                match resolve_reference(token, env) {
+                    Some(Ok(resolved)) => *token = resolved,
+                    Some(Err(message)) => {
+                        return Err(ConfigError::Invalid {
+                            origin: origin.into(),
+                            line: None,
+                            field,
+                            message,
+                        })
+                    }
+                    None => {
+                        return Err(ConfigError::Invalid {
+                            origin: origin.into(),
+                            line: None,
+                            field,
+                            message:
+                                "API tokens must be ${env:NAME} or ${file:/path}, never literal"
+                                    .into(),
+                        })
+                    }
                 }
             }
         }

@@ -205,6 +205,7 @@ fn orchestrate_resumes_mid_recovery_without_repeating_a_finished_step() {
     let executor: Arc<dyn Executor> = Arc::new(Executors {
         steps: crash.clone(),
         notifications: Arc::new(Unconfigured),
+        statuses: Arc::new(Unconfigured),
     });
     let failure: CategorizedFailure =
         serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))

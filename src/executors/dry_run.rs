@@ -38,6 +38,7 @@ impl Executor for DryRun {
                     step.timeout_ms / 1000
                 ),
                 EffectRequest::Notify { .. } => "dry run: notification not sent".into(),
+                EffectRequest::CommitStatus { .. } => "dry run: commit status not set".into(),
             };
             EffectResult {
                 idempotency_key: request.key().to_string(),

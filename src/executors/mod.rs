@@ -5,9 +5,11 @@
 //! real executors (CI APIs, Kubernetes) are configured; notifications go to the
 //! [`Webhook`] sink.
 
+mod commit_status;
 mod dry_run;
 mod webhook;
 
+pub use commit_status::{CommitStatusSink, StatusTarget};
 pub use dry_run::DryRun;
 pub use webhook::Webhook;
 
@@ -33,6 +35,8 @@ pub struct Executors {
     pub steps: Arc<dyn Executor>,
     /// Notifications.
     pub notifications: Arc<dyn Executor>,
+    /// Commit statuses on CI platforms.
+    pub statuses: Arc<dyn Executor>,
 }
 
 impl Executor for Executors {
@@ -40,6 +44,7 @@ impl Executor for Executors {
         match request {
             EffectRequest::RecoveryStep { .. } => self.steps.execute(request),
             EffectRequest::Notify { .. } => self.notifications.execute(request),
+            EffectRequest::CommitStatus { .. } => self.statuses.execute(request),
         }
     }
 }

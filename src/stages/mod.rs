@@ -14,7 +14,7 @@ pub mod notify;
 pub mod orchestrate;
 
 use crate::codec::{self, AvroRecord};
-use crate::domain::{Millis, PlanStep};
+use crate::domain::{CiPlatform, Millis, PlanStep};
 use std::fmt;
 
 /// The stages, in pipeline order.
@@ -145,6 +145,23 @@ pub enum EffectRequest {
         /// Only describe what would happen.
         dry_run: bool,
     },
+    /// Set a commit status on the CI platform that ran the failed build.
+    CommitStatus {
+        /// `recovery_id/status/<state>`.
+        idempotency_key: String,
+        /// GitHub Actions or GitLab CI.
+        platform: CiPlatform,
+        /// GitHub `owner/repo`, or the GitLab project id.
+        repository: String,
+        /// The commit.
+        sha: String,
+        /// The state to set.
+        state: CommitState,
+        /// One line for the commit page (at most 140 characters).
+        description: String,
+        /// Link for "Details".
+        target_url: Option<String>,
+    },
     /// Deliver a notification to the configured webhook.
     Notify {
         /// Notification id.
@@ -163,9 +180,23 @@ impl EffectRequest {
             }
             | EffectRequest::Notify {
                 idempotency_key, ..
+            }
+            | EffectRequest::CommitStatus {
+                idempotency_key, ..
             } => idempotency_key,
         }
     }
+}
+
+/// A commit status medic sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitState {
+    /// The recovery is running.
+    Pending,
+    /// The recovery succeeded.
+    Success,
+    /// The recovery failed or was rejected.
+    Failure,
 }
 
 /// What came of a side effect.

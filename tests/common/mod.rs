@@ -1,6 +1,8 @@
 //! Shared helpers for tests that run stages on a broker.
 #![allow(dead_code)]
 
+pub mod http;
+
 use medic::app;
 use medic::codec::{self, AvroRecord};
 use medic::config::{Config, DeliveryMode};
@@ -285,6 +287,7 @@ pub fn dry_run_executors() -> (Arc<DryRun>, Arc<dyn Executor>) {
     let executors: Arc<dyn Executor> = Arc::new(Executors {
         steps: dry.clone(),
         notifications: Arc::new(Unconfigured),
+        statuses: Arc::new(Unconfigured),
     });
     (dry, executors)
 }

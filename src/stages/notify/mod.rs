@@ -3,11 +3,16 @@
 //! approval. With a webhook configured each notification is POSTed (by the
 //! runner's executor) and the record says whether delivery worked; without one
 //! the record is the notification (channel `log`).
+//!
+//! For a recovery of a failure that came with a CI run on GitHub or GitLab,
+//! notify also sets a commit status when the recovery starts (pending) and
+//! when it ends (success or failure), describing the failure type and the
+//! action, linked to the run; the final one is recorded like any notification.
 
 use crate::domain::*;
 use crate::stages::{
-    decode_input, Action, EffectRequest, EffectResult, InputRecord, OutputRecord, ProcessError,
-    Processor, StageName,
+    decode_input, Action, CommitState, EffectRequest, EffectResult, InputRecord, OutputRecord,
+    ProcessError, Processor, StageName,
 };
 use crate::timefmt::format_millis;
 use crate::topics::Topics;
@@ -24,6 +29,9 @@ pub struct Notify {
     sent: HashSet<String>,
     order: VecDeque<String>,
     pending: BTreeMap<String, NotificationRecord>,
+    status_platforms: Vec<CiPlatform>,
+    /// Commit statuses in flight, with the record to write when they finish.
+    pending_status: BTreeMap<String, Option<NotificationRecord>>,
 }
 
 impl Notify {
@@ -35,7 +43,47 @@ impl Notify {
             sent: HashSet::new(),
             order: VecDeque::new(),
             pending: BTreeMap::new(),
+            status_platforms: Vec::new(),
+            pending_status: BTreeMap::new(),
         }
+    }
+
+    /// Also set commit statuses on these platforms.
+    pub fn with_commit_statuses(mut self, platforms: Vec<CiPlatform>) -> Self {
+        self.status_platforms = platforms;
+        self
+    }
+
+    /// The commit status effect for a recovery of a CI failure, once per
+    /// recovery and state; `None` when there is no CI run to report to.
+    fn commit_status(
+        &mut self,
+        ci: Option<&CiRef>,
+        recovery_id: &str,
+        state: CommitState,
+        description: String,
+        record: Option<NotificationRecord>,
+    ) -> Option<Action> {
+        let ci = ci?;
+        let platform: CiPlatform = ci.platform.parse().ok()?;
+        if !self.status_platforms.contains(&platform) {
+            return None;
+        }
+        let (repository, sha) = (ci.repository.clone()?, ci.commit_sha.clone()?);
+        let key = format!("{recovery_id}/status/{state:?}").to_ascii_lowercase();
+        if !self.remember(&key) {
+            return None;
+        }
+        self.pending_status.insert(key.clone(), record);
+        Some(Action::Execute(EffectRequest::CommitStatus {
+            idempotency_key: key,
+            platform,
+            repository,
+            sha,
+            state,
+            description,
+            target_url: ci.url.clone(),
+        }))
     }
 
     fn remember(&mut self, id: &str) -> bool {
@@ -116,6 +164,22 @@ impl Processor for Notify {
                 return Ok(Vec::new());
             }
             let state: RecoveryState = decode_input(input)?;
+            if state.status == RecoveryStatus::Running {
+                let description = format!(
+                    "medic is recovering from a {} failure: {}{}",
+                    state.failure_type,
+                    state.strategy,
+                    if state.dry_run { " (dry run)" } else { "" }
+                );
+                let action = self.commit_status(
+                    state.ci.as_ref(),
+                    &state.recovery_id,
+                    CommitState::Pending,
+                    description,
+                    None,
+                );
+                return Ok(action.into_iter().collect());
+            }
             if state.status != RecoveryStatus::AwaitingApproval {
                 return Ok(Vec::new());
             }
@@ -178,7 +242,47 @@ impl Processor for Notify {
             "outcome": outcome.outcome,
             "dry_run": outcome.dry_run,
         });
-        self.notify(record, body)
+        let mut actions = self.notify(record, body)?;
+        let state = match outcome.outcome {
+            Outcome::Succeeded => Some(CommitState::Success),
+            Outcome::Failed | Outcome::Rejected => Some(CommitState::Failure),
+            Outcome::Skipped => None,
+        };
+        if let Some(state) = state {
+            let description = format!(
+                "medic: {} {} failure; {} {}{}",
+                outcome.severity,
+                outcome.failure_type,
+                outcome.strategy,
+                outcome.outcome,
+                if outcome.dry_run { " (dry run)" } else { "" }
+            );
+            let channel = match outcome.ci.as_ref().map(|c| c.platform.as_str()) {
+                Some("gitlab_ci") => "gitlab_status",
+                _ => "github_status",
+            };
+            let record = NotificationRecord {
+                id: format!("{}/status", outcome.recovery_id),
+                recovery_id: outcome.recovery_id.clone(),
+                deployment_key: outcome.deployment_key.clone(),
+                channel: channel.into(),
+                trigger: NotificationTrigger::Outcome,
+                status: DeliveryStatus::Delivered,
+                attempts: 1,
+                http_status: None,
+                message: description.clone(),
+                error: None,
+                at: now,
+            };
+            actions.extend(self.commit_status(
+                outcome.ci.as_ref(),
+                &outcome.recovery_id,
+                state,
+                description,
+                Some(record),
+            ));
+        }
+        Ok(actions)
     }
 
     fn on_effect(
@@ -186,6 +290,24 @@ impl Processor for Notify {
         result: EffectResult,
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
+        if let Some(record) = self.pending_status.remove(&result.idempotency_key) {
+            if !result.success {
+                tracing::warn!(key = %result.idempotency_key, detail = %result.detail, "commit status not set");
+            }
+            let Some(mut record) = record else {
+                return Ok(Vec::new());
+            };
+            record.status = if result.success {
+                DeliveryStatus::Delivered
+            } else {
+                DeliveryStatus::Failed
+            };
+            record.attempts = result.attempts as i32;
+            record.http_status = result.http_status.map(i32::from);
+            record.error = (!result.success).then_some(result.detail);
+            record.at = now;
+            return Ok(vec![self.emit(&record)?]);
+        }
         let mut record = self
             .pending
             .remove(&result.idempotency_key)

@@ -1,0 +1,49 @@
+//! A scripted local HTTP server that records what it was sent.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// Each request the server saw: header lines and body.
+pub type Seen = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
+/// Serves one scripted status per request; records each request's headers and body.
+pub fn server(statuses: Vec<u16>) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/hooks/medic",
+        listener.local_addr().expect("addr")
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for (stream, status) in listener.incoming().zip(statuses) {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut headers = Vec::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let line = line.trim_end().to_string();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                headers.push(line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).expect("body");
+            record
+                .lock()
+                .expect("lock")
+                .push((headers, String::from_utf8_lossy(&body).into_owned()));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
