@@ -160,9 +160,9 @@ fn a_recovery_of_a_github_failure_marks_the_commit_pending_then_done() {
     assert!(
         wait_until(Duration::from_secs(90), || seen
             .lock()
-            .map(|s| s.len() >= 2)
+            .map(|s| s.iter().any(|r| body_of(r)["state"] == "success"))
             .unwrap_or(false)),
-        "two statuses"
+        "the final status arrives"
     );
     let notes: Vec<NotificationRecord> =
         c.read(&c.topics.notifications, 2, Duration::from_secs(30));
@@ -173,14 +173,19 @@ fn a_recovery_of_a_github_failure_marks_the_commit_pending_then_done() {
         .iter()
         .map(|s| body_of(s)["state"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(states, ["pending", "success"]);
+    // "pending" when the recovery starts (unless its outcome overtook its
+    // state record), and the final status always last.
+    assert!(
+        states == ["pending", "success"] || states == ["success"],
+        "{states:?}"
+    );
     for (headers, _) in seen.iter() {
         assert_eq!(
             headers[0],
             format!("POST /repos/Codertocat/Hello-World/statuses/{SHA} HTTP/1.1")
         );
     }
-    let last = body_of(&seen[1]);
+    let last = body_of(&seen[seen.len() - 1]);
     assert!(
         last["description"]
             .as_str()

@@ -70,7 +70,17 @@ impl Notify {
             return None;
         }
         let (repository, sha) = (ci.repository.clone()?, ci.commit_sha.clone()?);
-        let key = format!("{recovery_id}/status/{state:?}").to_ascii_lowercase();
+        let key_of = |s: CommitState| format!("{recovery_id}/status/{s:?}").to_ascii_lowercase();
+        // State and outcome arrive on different topics: a late "pending" must
+        // not overwrite the final status on the commit page.
+        if state == CommitState::Pending
+            && [CommitState::Success, CommitState::Failure]
+                .iter()
+                .any(|s| self.sent.contains(&key_of(*s)))
+        {
+            return None;
+        }
+        let key = key_of(state);
         if !self.remember(&key) {
             return None;
         }
@@ -423,6 +433,76 @@ mod tests {
         assert_eq!(
             (record.status, record.attempts, record.http_status),
             (DeliveryStatus::Failed, 3, Some(500))
+        );
+    }
+
+    #[test]
+    fn a_late_running_state_does_not_overwrite_the_final_commit_status() {
+        let topics = Topics::default();
+        let mut n = Notify::new(topics.clone(), false)
+            .with_commit_statuses(vec![CiPlatform::GithubActions]);
+        let ci = CiRef {
+            event_id: "e".into(),
+            platform: "github_actions".into(),
+            status: "failure".into(),
+            pipeline: "CodeQL".into(),
+            job: None,
+            url: None,
+            commit_sha: Some("3484a3fb816e0859fd6e1cea078d76385ff50625".into()),
+            repository: Some("Codertocat/Hello-World".into()),
+        };
+        let outcome = RecoveryOutcome {
+            ci: Some(ci.clone()),
+            ..outcome()
+        };
+        let bytes = codec::encode(&outcome).expect("encodes");
+        let rec = InputRecord {
+            topic: &topics.outcomes,
+            partition: 0,
+            offset: 0,
+            key: None,
+            payload: Some(&bytes),
+            timestamp: None,
+        };
+        let actions = n.process(&rec, 9).expect("ok");
+        let states: Vec<CommitState> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Execute(EffectRequest::CommitStatus { state, .. }) => Some(*state),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states, [CommitState::Success]);
+
+        let state = RecoveryState {
+            recovery_id: outcome.recovery_id.clone(),
+            failure_id: outcome.failure_id.clone(),
+            deployment_key: outcome.deployment_key.clone(),
+            service: "web".into(),
+            environment: "staging".into(),
+            failure_type: FailureType::Network,
+            severity: Severity::Medium,
+            strategy: "network_recovery".into(),
+            status: RecoveryStatus::Running,
+            dry_run: true,
+            steps: vec![],
+            started_at: 1,
+            updated_at: 2,
+            approver: None,
+            ci: Some(ci),
+        };
+        let bytes = codec::encode(&state).expect("encodes");
+        let rec = InputRecord {
+            topic: &topics.state,
+            partition: 0,
+            offset: 1,
+            key: None,
+            payload: Some(&bytes),
+            timestamp: None,
+        };
+        assert!(
+            n.process(&rec, 10).expect("ok").is_empty(),
+            "no pending after success"
         );
     }
 }
