@@ -100,9 +100,13 @@ pub fn feed(topics: &Topics, now: i64) -> Result<Vec<FeedRecord>, String> {
             delivery_id: None,
             received_at: now,
         };
-        let ci_event = ci::normalize(*platform, body.as_bytes(), &delivery)
+        let mut ci_event = ci::normalize(*platform, body.as_bytes(), &delivery)
             .map_err(|e| format!("demo payload for {platform}: {e}"))?
             .ok_or_else(|| format!("demo payload for {platform} normalized to nothing"))?;
+        // The sample payloads are years old; the demo sends them as if the
+        // runs had just finished, as a live webhook would be.
+        ci_event.started_at = None;
+        ci_event.finished_at = Some(now);
         let key = DeploymentKey::new(&ci_event.service, &ci_event.environment).to_string();
         let value = codec::encode(&ci_event).map_err(|e| e.to_string())?;
         records.push(FeedRecord {
