@@ -17,15 +17,20 @@ use crate::stages::{
 };
 use crate::topics::Topics;
 use rules::RulePack;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+/// An open window and whether it changed since the last changelog write.
+struct Slot {
+    window: CorrelationWindow,
+    dirty: bool,
+}
 
 /// The categorize stage.
 pub struct Categorize {
     topics: Topics,
     config: CategorizeConfig,
     pack: RulePack,
-    windows: BTreeMap<String, CorrelationWindow>,
-    dirty: BTreeSet<String>,
+    windows: BTreeMap<String, Slot>,
 }
 
 impl Categorize {
@@ -36,13 +41,12 @@ impl Categorize {
             config,
             pack,
             windows: BTreeMap::new(),
-            dirty: BTreeSet::new(),
         }
     }
 
-    /// Open windows, by deployment key.
-    pub fn windows(&self) -> &BTreeMap<String, CorrelationWindow> {
-        &self.windows
+    /// Open windows, in deployment-key order.
+    pub fn windows(&self) -> Vec<&CorrelationWindow> {
+        self.windows.values().map(|s| &s.window).collect()
     }
 
     /// Folds one signal into its deployment's window.
@@ -52,38 +56,43 @@ impl Categorize {
     /// and starts the next one.
     pub fn handle(&mut self, signal: &Signal, now: Millis) -> Result<Vec<Action>, ProcessError> {
         let key = &signal.deployment_key;
+        let hits = self.pack.scan(&signal.text);
         let mut actions = Vec::new();
-        let too_long = self
-            .windows
-            .get(key)
-            .is_some_and(|w| signal.observed_at - w.first_seen >= self.config.window_max_ms);
-        if too_long {
+        if let Some(slot) = self.windows.get_mut(key) {
+            if signal.observed_at - slot.window.first_seen < self.config.window_max_ms {
+                let absorbed = window::absorb(
+                    Some(&mut slot.window),
+                    signal,
+                    &hits,
+                    &self.pack,
+                    &self.config,
+                    now,
+                );
+                slot.dirty |= matches!(absorbed, window::Absorbed::Folded);
+                return Ok(actions);
+            }
             actions.extend(self.close(key)?);
         }
-        let hits = self.pack.scan(&signal.text);
-        let existing = self.windows.get_mut(key);
-        match window::absorb(existing, signal, &hits, &self.pack, &self.config, now) {
-            window::Absorbed::Ignored => {}
-            window::Absorbed::Folded => {
-                if !self.dirty.contains(key) {
-                    self.dirty.insert(key.clone());
-                }
-            }
-            window::Absorbed::Opened(w) => {
-                self.windows.insert(key.clone(), *w);
-                self.dirty.insert(key.clone());
-            }
+        if let window::Absorbed::Opened(w) =
+            window::absorb(None, signal, &hits, &self.pack, &self.config, now)
+        {
+            self.windows.insert(
+                key.clone(),
+                Slot {
+                    window: *w,
+                    dirty: true,
+                },
+            );
         }
         Ok(actions)
     }
 
     /// Closes the window of `key`: its failure, and a tombstone for its changelog entry.
     fn close(&mut self, key: &str) -> Result<Vec<Action>, ProcessError> {
-        let Some(w) = self.windows.remove(key) else {
+        let Some(slot) = self.windows.remove(key) else {
             return Ok(Vec::new());
         };
-        self.dirty.remove(key);
-        let failure = window::close(&w, &self.pack);
+        let failure = window::close(&slot.window, &self.pack);
         Ok(vec![
             Action::Emit(OutputRecord::encode(
                 &self.topics.failures,
@@ -111,7 +120,6 @@ impl Processor for Categorize {
 
     fn reset(&mut self) {
         self.windows.clear();
-        self.dirty.clear();
     }
 
     fn restore(
@@ -128,7 +136,13 @@ impl Processor for Categorize {
             Some(bytes) => {
                 let window: CorrelationWindow =
                     codec::decode(bytes).map_err(|e| ProcessError::Undecodable(e.to_string()))?;
-                self.windows.insert(key, window);
+                self.windows.insert(
+                    key,
+                    Slot {
+                        window,
+                        dirty: false,
+                    },
+                );
             }
         }
         Ok(())
@@ -147,7 +161,7 @@ impl Processor for Categorize {
         let due: Vec<String> = self
             .windows
             .iter()
-            .filter(|(_, w)| window::is_due(w, &self.config, now))
+            .filter(|(_, slot)| window::is_due(&slot.window, &self.config, now))
             .map(|(k, _)| k.clone())
             .collect();
         let mut actions = Vec::with_capacity(due.len() * 2);
@@ -158,17 +172,15 @@ impl Processor for Categorize {
     }
 
     fn end_batch(&mut self, _now: Millis) -> Result<Vec<Action>, ProcessError> {
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut actions = Vec::with_capacity(dirty.len());
-        for key in dirty {
-            if let Some(w) = self.windows.get(&key) {
-                actions.push(Action::Emit(OutputRecord::encode(
-                    &self.topics.windows,
-                    &key,
-                    None,
-                    w,
-                )?));
-            }
+        let mut actions = Vec::new();
+        for (key, slot) in self.windows.iter_mut().filter(|(_, slot)| slot.dirty) {
+            slot.dirty = false;
+            actions.push(Action::Emit(OutputRecord::encode(
+                &self.topics.windows,
+                key,
+                None,
+                &slot.window,
+            )?));
         }
         Ok(actions)
     }
