@@ -572,60 +572,18 @@ impl Config {
             .into_iter()
             .flat_map(|(section, map)| map.iter_mut().map(move |(n, v)| (section, n, v)))
         {
-            let field = format!("kafka.{section}.{name}");
-            match resolve_reference(value, env) {
-                Some(Ok(resolved)) => *value = resolved,
-                Some(Err(message)) => {
-                    return Err(ConfigError::Invalid {
-                        origin: origin.into(),
-                        line: None,
-                        field,
-                        message,
-                    })
-                }
-                None if SECRET_PROPERTIES.contains(&name.as_str()) => {
-                    return Err(ConfigError::Invalid {
-                        origin: origin.into(),
-                        line: None,
-                        field,
-                        message: "secrets must not be written in the config file; use \
-                                  ${env:NAME} or ${file:/path}"
-                            .into(),
-                    })
-                }
-                None => {}
-            }
+            let secret = SECRET_PROPERTIES.contains(&name.as_str());
+            resolve_secret(
+                value,
+                env,
+                origin,
+                &format!("kafka.{section}.{name}"),
+                secret,
+            )?;
         }
         for (name, endpoint) in self.bridge.endpoints_mut() {
             for secret in endpoint.secrets.iter_mut() {
-                let field = format!("bridge.{name}.secrets");
-                match resolve_reference(secret, env) {
-                    Some(Ok(resolved)) if !resolved.is_empty() => *secret = resolved,
-                    Some(Ok(_)) => {
-                        return Err(ConfigError::Invalid {
-                            origin: origin.into(),
-                            line: None,
-                            field,
-                            message: "the secret is empty".into(),
-                        })
-                    }
-                    Some(Err(message)) => {
-                        return Err(ConfigError::Invalid {
-                            origin: origin.into(),
-                            line: None,
-                            field,
-                            message,
-                        })
-                    }
-                    None => return Err(ConfigError::Invalid {
-                        origin: origin.into(),
-                        line: None,
-                        field,
-                        message:
-                            "webhook secrets must be ${env:NAME} or ${file:/path}, never literal"
-                                .into(),
-                    }),
-                }
+                resolve_secret(secret, env, origin, &format!("bridge.{name}.secrets"), true)?;
             }
         }
         for (name, api) in [
@@ -633,28 +591,7 @@ impl Config {
             ("gitlab_status", &mut self.notify.gitlab_status),
         ] {
             if let Some(token) = api.token.as_mut() {
-                let field = format!("notify.{name}.token");
-                match resolve_reference(token, env) {
-                    Some(Ok(resolved)) => *token = resolved,
-                    Some(Err(message)) => {
-                        return Err(ConfigError::Invalid {
-                            origin: origin.into(),
-                            line: None,
-                            field,
-                            message,
-                        })
-                    }
-                    None => {
-                        return Err(ConfigError::Invalid {
-                            origin: origin.into(),
-                            line: None,
-                            field,
-                            message:
-                                "API tokens must be ${env:NAME} or ${file:/path}, never literal"
-                                    .into(),
-                        })
-                    }
-                }
+                resolve_secret(token, env, origin, &format!("notify.{name}.token"), true)?;
             }
         }
         if let Some(url) = self.notify.webhook_url.as_mut() {
@@ -763,6 +700,38 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves a `${env:..}`/`${file:..}` reference in place. A `secret` must be
+/// such a reference and must not resolve to nothing; other values may be literal.
+fn resolve_secret(
+    value: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+    origin: &str,
+    field: &str,
+    secret: bool,
+) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.into(),
+        line: None,
+        field: field.into(),
+        message,
+    };
+    match resolve_reference(value, env) {
+        Some(Ok(resolved)) if secret && resolved.is_empty() => {
+            Err(invalid("the secret is empty".into()))
+        }
+        Some(Ok(resolved)) => {
+            *value = resolved;
+            Ok(())
+        }
+        Some(Err(message)) => Err(invalid(message)),
+        None if secret => Err(invalid(
+            "secrets must not be written in the config file; use ${env:NAME} or ${file:/path}"
+                .into(),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -300,42 +300,38 @@ impl Processor for Notify {
         result: EffectResult,
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
-        if let Some(record) = self.pending_status.remove(&result.idempotency_key) {
-            if !result.success {
-                tracing::warn!(key = %result.idempotency_key, detail = %result.detail, "commit status not set");
+        let record = match self.pending_status.remove(&result.idempotency_key) {
+            Some(record) => {
+                if !result.success {
+                    tracing::warn!(key = %result.idempotency_key, detail = %result.detail, "commit status not set");
+                }
+                match record {
+                    Some(record) => record,
+                    None => return Ok(Vec::new()),
+                }
             }
-            let Some(mut record) = record else {
-                return Ok(Vec::new());
-            };
-            record.status = if result.success {
+            None => self
+                .pending
+                .remove(&result.idempotency_key)
+                .ok_or_else(|| {
+                    ProcessError::Fatal(format!(
+                        "result for unknown notification {}",
+                        result.idempotency_key
+                    ))
+                })?,
+        };
+        let record = NotificationRecord {
+            status: if result.success {
                 DeliveryStatus::Delivered
             } else {
                 DeliveryStatus::Failed
-            };
-            record.attempts = result.attempts as i32;
-            record.http_status = result.http_status.map(i32::from);
-            record.error = (!result.success).then_some(result.detail);
-            record.at = now;
-            return Ok(vec![self.emit(&record)?]);
-        }
-        let mut record = self
-            .pending
-            .remove(&result.idempotency_key)
-            .ok_or_else(|| {
-                ProcessError::Fatal(format!(
-                    "result for unknown notification {}",
-                    result.idempotency_key
-                ))
-            })?;
-        record.status = if result.success {
-            DeliveryStatus::Delivered
-        } else {
-            DeliveryStatus::Failed
+            },
+            attempts: result.attempts as i32,
+            http_status: result.http_status.map(i32::from),
+            error: (!result.success).then_some(result.detail),
+            at: now,
+            ..record
         };
-        record.attempts = result.attempts as i32;
-        record.http_status = result.http_status.map(i32::from);
-        record.error = (!result.success).then_some(result.detail);
-        record.at = now;
         Ok(vec![self.emit(&record)?])
     }
 }
