@@ -296,6 +296,10 @@ pub struct BridgeConfig {
     pub dedup_capacity: usize,
     /// How long to wait for the broker to acknowledge an event before answering 503.
     pub produce_timeout_ms: u64,
+    /// Also produce verified events medic has no use for (pushes, merge
+    /// requests, ...) as `CiEvent`s with status `unknown`; by default they get
+    /// 202 and are only counted.
+    pub produce_unused_events: bool,
     /// Per-platform endpoints. A platform without secrets answers 404: medic
     /// never accepts unauthenticated webhooks.
     pub github: PlatformEndpoint,
@@ -356,6 +360,7 @@ impl Default for BridgeConfig {
             rate_burst: 200,
             dedup_capacity: 100_000,
             produce_timeout_ms: 10_000,
+            produce_unused_events: false,
             github: PlatformEndpoint::at("/webhooks/github"),
             gitlab: PlatformEndpoint::at("/webhooks/gitlab"),
             jenkins: PlatformEndpoint::at("/webhooks/jenkins"),

@@ -353,6 +353,38 @@ fn every_platform_authenticates_its_own_way() {
 }
 
 #[test]
+fn unused_events_can_be_produced_when_configured() {
+    let c = embedded("unused");
+    let b = start(
+        &c,
+        BridgeConfig {
+            produce_unused_events: true,
+            ..config()
+        },
+        &c.settings,
+    );
+    let push = fixture("github/push/payload.json");
+    let (status, text) = post(
+        &c,
+        &b,
+        "/webhooks/github",
+        &github_headers(&push, GITHUB_SECRET, "push", "p-1"),
+        push,
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let events: Vec<CiEvent> = c.read(&c.topics.ci_events, 1, Duration::from_secs(10));
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (
+            events[0].status,
+            events[0].event_type.as_str(),
+            events[0].service.as_str()
+        ),
+        (CiStatus::Unknown, "push", "Hello-World")
+    );
+}
+
+#[test]
 fn a_burst_over_the_limit_is_told_to_slow_down() {
     let c = embedded("burst");
     let b = start(

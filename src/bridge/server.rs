@@ -42,6 +42,7 @@ pub struct BridgeState {
     clock: fn() -> Millis,
     ready: Mutex<Option<(Instant, bool)>>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    produce_unused: bool,
 }
 
 fn platform_of(name: &str) -> CiPlatform {
@@ -99,6 +100,7 @@ impl BridgeState {
             clock: wall_clock,
             ready: Mutex::new(None),
             metrics,
+            produce_unused: config.produce_unused_events,
         })
     }
 
@@ -246,6 +248,9 @@ async fn webhook(
     };
     let event = match ci::normalize(platform, &body, &delivery) {
         Ok(Some(event)) => event,
+        Ok(None) if state.produce_unused => {
+            unused_event(platform, event_header, &body, delivery_id.as_deref(), now)
+        }
         Ok(None) => {
             return reply(
                 platform,
@@ -329,6 +334,61 @@ async fn webhook(
             "unavailable",
             "Kafka did not acknowledge in time; retry".into(),
         ),
+    }
+}
+
+/// A verified event medic has no use for, as a `CiEvent` with status
+/// `unknown`, for teams that want every delivery on `medic.ci.events`.
+fn unused_event(
+    platform: CiPlatform,
+    event: Option<&str>,
+    body: &[u8],
+    delivery_id: Option<&str>,
+    now: Millis,
+) -> crate::domain::CiEvent {
+    let json: serde_json::Value =
+        serde_json::from_slice(body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body))
+            .unwrap_or_default();
+    let text = |pointers: &[&str]| {
+        pointers
+            .iter()
+            .find_map(|p| json.pointer(p).and_then(|v| v.as_str()).map(str::to_string))
+    };
+    let kind = event
+        .map(str::to_string)
+        .or_else(|| text(&["/object_kind", "/eventType", "/type"]))
+        .unwrap_or_else(|| "event".into());
+    let id = delivery_id
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{platform}/{kind}/{now}"));
+    crate::domain::CiEvent {
+        id: id.clone(),
+        platform,
+        event_type: kind.clone(),
+        status: crate::domain::CiStatus::Unknown,
+        service: text(&[
+            "/repository/name",
+            "/project/name",
+            "/resource/repository/name",
+            "/name",
+        ])
+        .unwrap_or_else(|| "unknown".into()),
+        environment: "ci".into(),
+        pipeline: kind,
+        job: None,
+        run_id: id,
+        run_attempt: 1,
+        commit_sha: text(&["/after", "/checkout_sha", "/sha"]),
+        branch: text(&["/ref"]),
+        url: None,
+        actor: text(&["/sender/login", "/user_username", "/user/username"]),
+        failure_reason: None,
+        failed_steps: Vec::new(),
+        log_excerpt: None,
+        started_at: None,
+        finished_at: None,
+        received_at: now,
+        repository: text(&["/repository/full_name"]),
     }
 }
 
