@@ -9,7 +9,7 @@ use crate::executors::{
 use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError, StageStatus};
 use crate::kafka::{ClientSettings, Shutdown};
 use crate::stages::categorize::{rules::RulePack, Categorize};
-use crate::stages::decide::Decide;
+use crate::stages::decide::{policy::Policy, Decide};
 use crate::stages::ingest::Ingest;
 use crate::stages::notify::Notify;
 use crate::stages::orchestrate::Orchestrate;
@@ -20,13 +20,43 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::runtime::Handle;
 
+/// What the stages decide with: the rule pack and the recovery policy, loaded
+/// and validated once at start.
+#[derive(Clone)]
+pub struct Rules {
+    /// Categorization rules.
+    pub pack: RulePack,
+    /// Recovery strategies.
+    pub policy: Arc<Policy>,
+}
+
+impl Rules {
+    /// The built-in rule pack and policy.
+    pub fn builtin() -> Rules {
+        Rules {
+            pack: RulePack::default_pack(),
+            policy: Arc::new(Policy::default_policy()),
+        }
+    }
+}
+
+/// The configured rule packs and policy files over the built-in ones; fails
+/// with the file, rule or strategy (and node) and reason.
+pub fn rules(config: &Config) -> anyhow::Result<Rules> {
+    Ok(Rules {
+        pack: RulePack::load_files(&config.categorize.rule_packs)?,
+        policy: Arc::new(Policy::load_files(&config.decide.policy_files)?),
+    })
+}
+
 /// A fresh processor for `stage`.
 pub fn processor(
     stage: StageName,
     config: &Config,
     topics: &Topics,
-    pack: &RulePack,
+    rules: &Rules,
 ) -> Box<dyn Processor> {
+    let pack = &rules.pack;
     match stage {
         StageName::Ingest => Box::new(Ingest::new(topics.clone(), config.ingest.clone())),
         StageName::Categorize => Box::new(Categorize::new(
@@ -34,7 +64,11 @@ pub fn processor(
             config.categorize.clone(),
             pack.clone(),
         )),
-        StageName::Decide => Box::new(Decide::new(topics.clone(), config.decide.clone())),
+        StageName::Decide => Box::new(Decide::new(
+            topics.clone(),
+            config.decide.clone(),
+            rules.policy.clone(),
+        )),
         StageName::Orchestrate => {
             Box::new(Orchestrate::new(topics.clone(), config.orchestrate.clone()))
         }
@@ -97,12 +131,6 @@ pub fn status_platforms(config: &Config) -> Vec<CiPlatform> {
     platforms
 }
 
-/// The default rule pack with the configured user packs applied; fails with
-/// the file, rule id and reason.
-pub fn rule_pack(config: &Config) -> Result<RulePack, crate::stages::categorize::rules::PackError> {
-    RulePack::load_files(&config.categorize.rule_packs)
-}
-
 /// Runner settings for `stage` under `config`.
 pub fn runner_config(
     stage: StageName,
@@ -127,7 +155,7 @@ pub fn runner_config(
 pub fn spawn_stages(
     stages: &[StageName],
     config: &Config,
-    pack: &RulePack,
+    rules: &Rules,
     settings: &ClientSettings,
     executor: Arc<dyn Executor>,
     rt: Handle,
@@ -138,14 +166,14 @@ pub fn spawn_stages(
         .iter()
         .map(|&stage| {
             let runner = runner_config(stage, config, settings, &topics);
-            let (config, topics, pack) = (config.clone(), topics.clone(), pack.clone());
+            let (config, topics, rules) = (config.clone(), topics.clone(), rules.clone());
             let (executor, rt, shutdown) = (executor.clone(), rt.clone(), shutdown.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("medic-{stage}"))
                 .spawn(move || {
                     runner::supervise(
                         runner,
-                        || processor(stage, &config, &topics, &pack),
+                        || processor(stage, &config, &topics, &rules),
                         executor,
                         rt,
                         shutdown,

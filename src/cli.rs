@@ -7,9 +7,15 @@ use medic::bridge::BridgeState;
 use medic::config::{Config, DeliveryMode};
 use medic::demo;
 use medic::domain::{Approval, ApprovalDecision, DeploymentKey};
+use medic::domain::{CategorizedFailure, StrategyCount};
 use medic::kafka::embedded::EmbeddedCluster;
+use medic::kafka::restore::read_topic;
 use medic::kafka::{admin, ClientSettings, Shutdown};
 use medic::stages::categorize::{offline, rules::RulePack};
+use medic::stages::decide::policy::Policy;
+use medic::stages::decide::simulate::{self, Recorded};
+use medic::stages::decide::{render, select, Decide};
+use medic::stages::Processor;
 use medic::stages::StageName;
 use medic::topics::{self, Topics};
 use std::io::{BufRead, Write};
@@ -110,6 +116,79 @@ enum Command {
     },
     /// Check a configuration file and print the effective configuration's key values.
     CheckConfig,
+    /// Categorize a message and show the recovery plan medic would make:
+    /// category, chosen strategy, rejected candidates with the reason, and
+    /// every decision on the way.
+    Plan {
+        /// The log line or error text.
+        message: String,
+        /// Environment of the failing deployment.
+        #[arg(long, default_value = "production")]
+        environment: String,
+        /// Service of the failing deployment.
+        #[arg(long, default_value = "service")]
+        service: String,
+        /// Extra policy files over the configured policy.
+        #[arg(long = "policy")]
+        policy_files: Vec<PathBuf>,
+        /// Print the plan as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recovery strategies: list, draw, check.
+    Strategies {
+        #[command(subcommand)]
+        command: StrategiesCommand,
+    },
+    /// Replay recorded failures under the current and a candidate policy and
+    /// print which plans would change (strategy, gate, terminal, actions).
+    ///
+    /// Input: one JSON object or text line per failure (a CategorizedFailure,
+    /// a Signal, `{"message": ...}` or plain text), or with `--brokers` and no
+    /// `--input`, everything now on the failures topic. Nothing is written.
+    Simulate {
+        /// Directory of policy files (`*.yaml`) applied over the built-in policy.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Recorded inputs, `-` for standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 3 when any plan would change (for CI checks of policy changes).
+        #[arg(long)]
+        fail_on_change: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StrategiesCommand {
+    /// Every strategy with what it applies to, its prior success rate and,
+    /// with `--brokers`, what medic has learned (from the decide.stats topic).
+    List,
+    /// Draw a strategy's tree.
+    Render {
+        /// Strategy id.
+        id: String,
+        /// Picture format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: RenderFormat,
+    },
+    /// Print the generated part of docs/strategies.md for the configured policy.
+    Docs,
+    /// Check policy files: exits 0 when they load over the built-in policy.
+    Validate {
+        /// Policy files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RenderFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -327,9 +406,99 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pack = RulePack::load_files(&packs)?;
             categorize_command(&pack, message, input, unmatched, environment, top)
         }
+        Command::Plan {
+            message,
+            environment,
+            service,
+            policy_files,
+            json,
+        } => {
+            let rules = app::rules(&config)?;
+            let mut files = config.decide.policy_files.clone();
+            files.extend(policy_files);
+            let policy = Arc::new(Policy::load_files(&files)?);
+            let input = offline::OfflineInput {
+                message,
+                environment: Some(environment),
+                service: Some(service),
+                ..Default::default()
+            };
+            let Some(failure) = offline::failure(&rules.pack, &input) else {
+                println!(
+                    "no rule matched: medic reports no failure for this text, so it plans nothing"
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            let plan = Decide::new(topics.clone(), config.decide.clone(), policy)
+                .plan(&failure, medic::timefmt::wall_clock());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", render::explain(&failure, &plan));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Strategies { command } => strategies_command(&config, &topics, command),
+        Command::Simulate {
+            policy,
+            input,
+            json,
+            fail_on_change,
+        } => {
+            let rules = app::rules(&config)?;
+            let candidate = Arc::new(Policy::load_dir(&policy)?);
+            let mut inputs: Vec<(usize, Result<Recorded, String>)> = Vec::new();
+            match (input, &config.kafka.brokers) {
+                (Some(path), _) => {
+                    for (n, line) in read_input(&path)?.lines().enumerate() {
+                        let line = line.with_context(|| format!("reading {}", path.display()))?;
+                        if let Some(r) = simulate::parse_line(&line).transpose() {
+                            inputs.push((n + 1, r));
+                        }
+                    }
+                }
+                (None, Some(_)) => {
+                    let settings = real_cluster(&config, "simulate")?;
+                    let mut n = 0;
+                    read_topic(
+                        &settings,
+                        &topics.failures,
+                        None,
+                        Duration::from_secs(120),
+                        |_, value| {
+                            n += 1;
+                            let record = value
+                                .ok_or_else(|| "a tombstone".to_string())
+                                .and_then(|v| {
+                                    medic::codec::decode::<CategorizedFailure>(v)
+                                        .map_err(|e| e.to_string())
+                                })
+                                .map(|f| Recorded::Failure(Box::new(f)));
+                            inputs.push((n, record));
+                            Ok(())
+                        },
+                    )
+                    .map_err(|e| anyhow!(e))?;
+                }
+                (None, None) => bail!("give --input FILE, or --brokers to read the failures topic"),
+            }
+            let report =
+                simulate::simulate(&rules.pack, &config.decide, rules.policy, candidate, inputs);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if fail_on_change && !report.differences.is_empty() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::CheckConfig => {
+            let rules = app::rules(&config)?;
             println!(
-                "ok: brokers={} delivery.mode={} topic_prefix={} dry_run={} webhook={}",
+                "ok: brokers={} delivery.mode={} topic_prefix={} dry_run={} webhook={} rule_pack={} policy={}",
                 config.kafka.brokers.as_deref().unwrap_or("(embedded)"),
                 config.delivery.mode,
                 config.kafka.topic_prefix,
@@ -339,7 +508,116 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     "none"
                 },
+                rules.pack.version(),
+                rules.policy.version(),
             );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn strategies_command(
+    config: &Config,
+    topics: &Topics,
+    command: StrategiesCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        StrategiesCommand::Validate { files } => {
+            let policy = Policy::load_files(&files)?;
+            println!(
+                "ok: {} strategies, policy version {}",
+                policy.strategies().len(),
+                policy.version()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        StrategiesCommand::Docs => {
+            print!("{}", render::docs(&app::rules(config)?.policy));
+            Ok(ExitCode::SUCCESS)
+        }
+        StrategiesCommand::Render { id, format } => {
+            let policy = app::rules(config)?.policy;
+            let strategy = policy.strategy(&id).with_context(|| {
+                let ids: Vec<&str> = policy.strategies().iter().map(|s| s.id.as_str()).collect();
+                format!("no strategy '{id}' (known: {})", ids.join(", "))
+            })?;
+            let format = match format {
+                RenderFormat::Mermaid => render::Format::Mermaid,
+                RenderFormat::Dot => render::Format::Dot,
+            };
+            print!("{}", render::render(strategy, format));
+            Ok(ExitCode::SUCCESS)
+        }
+        StrategiesCommand::List => {
+            let policy = app::rules(config)?.policy;
+            let mut decide = Decide::new(topics.clone(), config.decide.clone(), policy.clone());
+            let learned = match &config.kafka.brokers {
+                Some(_) => {
+                    let settings = real_cluster(config, "strategies list")?;
+                    read_topic(
+                        &settings,
+                        &topics.decide_stats,
+                        None,
+                        Duration::from_secs(60),
+                        |key, value| {
+                            decide
+                                .restore(&topics.decide_stats, key, value)
+                                .map_err(|e| e.to_string())
+                        },
+                    )
+                    .map_err(|e| anyhow!(e))?;
+                    true
+                }
+                None => false,
+            };
+            println!("policy {}", policy.version());
+            println!(
+                "{:<26} {:<34} {:>5} {:>9} {:>9}",
+                "strategy", "applies to", "prior", "learned", "expected"
+            );
+            for s in policy.strategies() {
+                let types: Vec<&str> = s.applies_to.types.iter().map(|t| t.as_str()).collect();
+                let types = if types.is_empty() {
+                    "every type".to_string()
+                } else {
+                    types.join(", ")
+                };
+                let rows: Vec<(&String, &StrategyCount)> = decide
+                    .learned()
+                    .iter()
+                    .filter(|(k, c)| {
+                        k.split('/').next() == Some(s.id.as_str()) && c.succeeded + c.failed > 0
+                    })
+                    .collect();
+                let (ok, n) = rows.iter().fold((0, 0), |(ok, n), (_, c)| {
+                    (ok + c.succeeded, n + c.succeeded + c.failed)
+                });
+                let learned_text = if learned {
+                    format!("{ok}/{n}")
+                } else {
+                    "-".into()
+                };
+                println!(
+                    "{:<26} {:<34} {:>5.2} {:>9} {:>9.2}",
+                    s.id, types, s.prior_success_rate, learned_text, s.prior_success_rate
+                );
+                for (key, c) in rows {
+                    let failure_type = key.split('/').nth(1).unwrap_or("?");
+                    println!(
+                        "  for {:<55} {:>4}/{:<4} {:>9.2}",
+                        failure_type,
+                        c.succeeded,
+                        c.succeeded + c.failed,
+                        select::expected_success(s, *c)
+                    );
+                }
+            }
+            if !learned {
+                println!(
+                    "
+(learned rates come from the cluster: add --brokers)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -526,7 +804,7 @@ async fn run_stages(
     stages: &[StageName],
 ) -> anyhow::Result<ExitCode> {
     check_layout()?;
-    let pack = app::rule_pack(&config)?;
+    let rules = app::rules(&config)?;
     let mut _embedded = None;
     let brokers = match &config.kafka.brokers {
         Some(b) => b.clone(),
@@ -562,7 +840,7 @@ async fn run_stages(
     let handles = app::spawn_stages(
         stages,
         &config,
-        &pack,
+        &rules,
         &settings,
         executor,
         tokio::runtime::Handle::current(),
@@ -612,7 +890,7 @@ async fn run_demo(
     if config.kafka.brokers.is_some() {
         bail!("the demo runs on the embedded cluster; drop --brokers");
     }
-    let pack = app::rule_pack(&config)?;
+    let rules = app::rules(&config)?;
     // Short windows so the demo finishes in seconds rather than minutes.
     config.categorize.window_quiet_ms = 1_500;
     config.categorize.window_max_ms = 20_000;
@@ -630,7 +908,7 @@ async fn run_demo(
     let handles = app::spawn_stages(
         &StageName::ALL,
         &config,
-        &pack,
+        &rules,
         &settings,
         executor,
         tokio::runtime::Handle::current(),

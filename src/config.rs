@@ -189,6 +189,11 @@ pub struct DecideConfig {
     pub approval_min_severity: Severity,
     /// Failures below this severity get a plan with no actions (notify only).
     pub act_min_severity: Severity,
+    /// Policy files (YAML strategies) applied over the built-in policy, in
+    /// order: a strategy with an existing id replaces it.
+    pub policy_files: Vec<PathBuf>,
+    /// How long a gate medic adds before a risky action waits for an answer.
+    pub approval_timeout_secs: u64,
 }
 
 impl Default for DecideConfig {
@@ -197,6 +202,8 @@ impl Default for DecideConfig {
             approval_environments: vec!["production".into()],
             approval_min_severity: Severity::Critical,
             act_min_severity: Severity::Low,
+            policy_files: Vec::new(),
+            approval_timeout_secs: 3600,
         }
     }
 }

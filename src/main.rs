@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 mod cli;
 
+/// mimalloc instead of the system allocator: every record is decoded into and
+/// encoded from many small allocations, and glibc malloc took half of the
+/// decide benchmark's time (benches/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -90,7 +90,7 @@ fn a_production_recovery_waits_for_medic_approve_and_records_the_approver() {
     c.produce(
         &c.topics.logs_raw,
         Some("checkout/production"),
-        b"Last State: Terminated  Reason: OOMKilled  Exit Code: 137",
+        b"panic: runtime error: invalid memory address or nil pointer dereference",
     );
     let running = c.start(&StageName::ALL);
 

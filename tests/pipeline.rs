@@ -213,8 +213,12 @@ fn orchestrate_resumes_mid_recovery_without_repeating_a_finished_step() {
     let mut failure = failure;
     failure.environment = "staging".into();
     failure.deployment_key = "checkout/staging".into();
-    let plan = medic::stages::decide::Decide::new(c.topics.clone(), c.config.decide.clone())
-        .plan(&failure, 1);
+    let plan = medic::stages::decide::Decide::new(
+        c.topics.clone(),
+        c.config.decide.clone(),
+        medic::app::Rules::builtin().policy,
+    )
+    .plan(&failure, 1);
     assert!(!plan.requires_approval);
     c.produce_avro(&c.topics.plans, &plan.deployment_key, &plan);
 

@@ -15,8 +15,8 @@ pub use enums::{
 };
 pub use key::{normalize_environment, DeploymentKey};
 pub use records::{
-    Approval, AuditRecord, CategorizedFailure, CiEvent, CiRef, CorrelationWindow, DeadLetter,
-    DecisionStep, Evidence, NotificationRecord, PatternHit, PlanStep, RawLogEnvelope,
+    Approval, AuditRecord, Candidate, CategorizedFailure, CiEvent, CiRef, CorrelationWindow,
+    DeadLetter, DecisionStep, Evidence, NotificationRecord, PatternHit, PlanStep, RawLogEnvelope,
     RecoveryOutcome, RecoveryPlan, RecoveryState, RunnerUp, Signal, StepState, StrategyCount,
     StrategyStats,
 };

@@ -226,12 +226,22 @@ pub struct CorrelationWindow {
     pub ci: Option<CiRef>,
 }
 
-/// One branch taken while choosing a strategy.
+/// One decision taken while choosing and walking a strategy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionStep {
     pub node: String,
     pub question: String,
     pub answer: String,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// A strategy considered for a failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub strategy: String,
+    pub expected_success: f64,
+    pub verdict: String,
 }
 
 /// One planned action.
@@ -264,6 +274,12 @@ pub struct RecoveryPlan {
     pub estimated_duration_ms: i64,
     #[serde(default)]
     pub ci: Option<CiRef>,
+    #[serde(default)]
+    pub policy_version: String,
+    #[serde(default)]
+    pub candidates: Vec<Candidate>,
+    #[serde(default)]
+    pub terminal: Option<String>,
 }
 
 /// A human decision on a gated recovery (schema `Approval`).

@@ -5,7 +5,7 @@ pub mod admin;
 mod budget;
 pub(crate) mod dedup;
 pub mod embedded;
-mod restore;
+pub mod restore;
 pub mod runner;
 mod shutdown;
 

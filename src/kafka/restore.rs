@@ -33,6 +33,29 @@ fn restore_topic(
     partitions: &BTreeSet<i32>,
     timeout: Duration,
 ) -> Result<u64, String> {
+    read_topic(
+        settings,
+        topic,
+        Some(partitions),
+        timeout,
+        |key, payload| {
+            processor
+                .restore(topic, key, payload)
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+
+/// Reads `partitions` of `topic` (every partition when `None`) from the
+/// beginning to the end as it is now (read-committed), calling `apply` with
+/// each record's key and value. Returns the number of records read.
+pub fn read_topic(
+    settings: &ClientSettings,
+    topic: &str,
+    partitions: Option<&BTreeSet<i32>>,
+    timeout: Duration,
+    mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), String>,
+) -> Result<u64, String> {
     let mut config = settings.base();
     config
         .set("enable.partition.eof", "true")
@@ -41,10 +64,20 @@ fn restore_topic(
         .set("group.id", "medic-restore");
     let consumer: BaseConsumer = config
         .create()
-        .map_err(|e| format!("restore consumer: {e}"))?;
+        .map_err(|e| format!("reader of {topic}: {e}"))?;
+    let partitions: BTreeSet<i32> = match partitions {
+        Some(p) => p.clone(),
+        None => consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| format!("metadata of {topic}: {e}"))?
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect(),
+    };
     let mut tpl = TopicPartitionList::new();
     let mut pending = BTreeSet::new();
-    for &p in partitions {
+    for &p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))?;
@@ -65,28 +98,21 @@ fn restore_topic(
     while !pending.is_empty() {
         if Instant::now() > deadline {
             return Err(format!(
-                "restore of {topic} partitions {pending:?} did not finish within {timeout:?}"
+                "reading {topic} partitions {pending:?} did not finish within {timeout:?}"
             ));
         }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(m)) => {
-                processor
-                    .restore(m.topic(), m.key().unwrap_or_default(), m.payload())
-                    .map_err(|e| {
-                        format!(
-                            "changelog record {}/{}@{}: {e}",
-                            m.topic(),
-                            m.partition(),
-                            m.offset()
-                        )
-                    })?;
+                apply(m.key().unwrap_or_default(), m.payload()).map_err(|e| {
+                    format!("record {}/{}@{}: {e}", m.topic(), m.partition(), m.offset())
+                })?;
                 applied += 1;
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);
             }
-            Some(Err(e)) => tracing::warn!(topic, error = %e, "while restoring state"),
+            Some(Err(e)) => tracing::warn!(topic, error = %e, "while reading"),
         }
     }
     Ok(applied)

@@ -10,7 +10,6 @@ use medic::executors::{DryRun, Executor, Executors, Unconfigured};
 use medic::kafka::embedded::EmbeddedCluster;
 use medic::kafka::runner::{self, RunStats, RunnerError, StageStatus};
 use medic::kafka::{admin, ClientSettings, Shutdown};
-use medic::stages::categorize::rules::RulePack;
 use medic::stages::{Processor, StageName};
 use medic::topics::Topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -233,7 +232,7 @@ impl TestCluster {
         let handles = app::spawn_stages(
             stages,
             &self.config,
-            &RulePack::default_pack(),
+            &app::Rules::builtin(),
             &self.settings,
             executor,
             self.runtime.handle().clone(),
@@ -260,11 +259,11 @@ impl TestCluster {
             shutdown.clone(),
             status.clone(),
         );
-        let pack = RulePack::default_pack();
+        let rules = app::Rules::builtin();
         let handle = std::thread::spawn(move || {
             runner::supervise(
                 runner,
-                || app::processor(stage, &config, &topics, &pack),
+                || app::processor(stage, &config, &topics, &rules),
                 executor,
                 rt,
                 sd,

@@ -75,9 +75,9 @@ pub struct OfflineResult {
     pub rule_pack_version: String,
 }
 
-/// Categorizes one message as the stage would a deployment whose window held
-/// only this message.
-pub fn categorize(pack: &RulePack, input: &OfflineInput) -> OfflineResult {
+/// The failure the categorize stage would report for a deployment whose
+/// window held only this message, or `None` when no rule matched.
+pub fn failure(pack: &RulePack, input: &OfflineInput) -> Option<CategorizedFailure> {
     let key = DeploymentKey::new(
         input.service.as_deref().unwrap_or("offline"),
         input.environment.as_deref().unwrap_or("unknown"),
@@ -89,7 +89,17 @@ pub fn categorize(pack: &RulePack, input: &OfflineInput) -> OfflineResult {
     let config = CategorizeConfig::default();
     let window::Absorbed::Opened(mut w) = window::absorb(None, &signal, &hits, pack, &config, 0)
     else {
-        return OfflineResult {
+        return None;
+    };
+    w.status_codes.extend(input.status_codes.iter().copied());
+    Some(window::close(&w, pack))
+}
+
+/// Categorizes one message as the stage would a deployment whose window held
+/// only this message.
+pub fn categorize(pack: &RulePack, input: &OfflineInput) -> OfflineResult {
+    match failure(pack, input) {
+        None => OfflineResult {
             failure_type: None,
             severity: None,
             confidence: 0.0,
@@ -99,20 +109,18 @@ pub fn categorize(pack: &RulePack, input: &OfflineInput) -> OfflineResult {
             evidence: Vec::new(),
             pattern_hits: Vec::new(),
             rule_pack_version: pack.version().to_string(),
-        };
-    };
-    w.status_codes.extend(input.status_codes.iter().copied());
-    let f = window::close(&w, pack);
-    OfflineResult {
-        failure_type: Some(f.failure_type),
-        severity: Some(f.severity),
-        confidence: f.confidence,
-        runner_up: f.runner_up,
-        transient: f.transient,
-        components: f.components,
-        evidence: f.evidence,
-        pattern_hits: f.pattern_hits,
-        rule_pack_version: f.rule_pack_version,
+        },
+        Some(f) => OfflineResult {
+            failure_type: Some(f.failure_type),
+            severity: Some(f.severity),
+            confidence: f.confidence,
+            runner_up: f.runner_up,
+            transient: f.transient,
+            components: f.components,
+            evidence: f.evidence,
+            pattern_hits: f.pattern_hits,
+            rule_pack_version: f.rule_pack_version,
+        },
     }
 }
 

@@ -1,13 +1,26 @@
 //! Decide: categorized failures in, recovery plans out; recovery outcomes in,
-//! learned per-deployment strategy statistics out.
+//! learned strategy statistics out.
 //!
-//! The choice is a short, fixed decision path (each answer recorded in the
-//! plan): is the failure severe enough to act on; which strategy serves its
-//! type; is it transient (retry first); does the environment or severity need a
-//! human's approval; has this strategy failed here before (then a human must
-//! approve even where none normally would).
+//! The recovery policy ([`policy`]) is a set of strategies, each a decision
+//! tree in YAML. For each failure the stage asks, and records in the plan:
+//! is the failure severe enough to act on; which strategies apply and which
+//! is expected to work best ([`select`]); must a human approve risky actions
+//! here; then it walks the chosen tree ([`tree`]) to the expected path. The
+//! plan carries every decision with the values it read, every candidate with
+//! the reason it lost, and the policy version, so it can be explained and
+//! reproduced (`medic plan`, `medic simulate`).
+//!
+//! Learning: every finished, non-dry-run outcome counts once as a success or
+//! a failure of its strategy for its failure type. Counts are kept per
+//! deployment in the compacted `medic.decide.stats` topic (co-partitioned
+//! with failures, so they move with the partitions) and summed over every
+//! deployment this instance holds to rank strategies.
 
-pub mod strategies;
+pub mod policy;
+pub mod render;
+pub mod select;
+pub mod simulate;
+pub mod tree;
 
 use crate::codec;
 use crate::config::DecideConfig;
@@ -16,74 +29,136 @@ use crate::stages::{
     decode_input, Action, InputRecord, OutputRecord, ProcessError, Processor, StageName,
 };
 use crate::topics::Topics;
+use policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tree::WalkOptions;
 
 /// Outcomes remembered per deployment to count each once.
 const RECENT_OUTCOMES: usize = 32;
+
+/// Strategy id of plans that only tell people.
+pub const NOTIFY_ONLY: &str = "notify_only";
 
 /// The decide stage.
 pub struct Decide {
     topics: Topics,
     config: DecideConfig,
+    policy: Arc<Policy>,
+    /// Learned counts per deployment key.
     stats: BTreeMap<String, StrategyStats>,
+    /// Sum of `stats` per `strategy/failure_type`.
+    totals: BTreeMap<String, StrategyCount>,
     dirty: BTreeSet<String>,
 }
 
 impl Decide {
-    /// A decide stage.
-    pub fn new(topics: Topics, config: DecideConfig) -> Self {
+    /// A decide stage deciding with `policy`.
+    pub fn new(topics: Topics, config: DecideConfig, policy: Arc<Policy>) -> Self {
         Decide {
             topics,
             config,
+            policy,
             stats: BTreeMap::new(),
+            totals: BTreeMap::new(),
             dirty: BTreeSet::new(),
         }
     }
 
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Learned counts summed over every deployment, per `strategy/failure_type`.
+    pub fn learned(&self) -> &BTreeMap<String, StrategyCount> {
+        &self.totals
+    }
+
     /// The plan for one failure.
     pub fn plan(&self, failure: &CategorizedFailure, now: Millis) -> RecoveryPlan {
-        let mut path = Vec::new();
-        let mut step = |node: &str, question: String, answer: String| {
-            path.push(DecisionStep {
-                node: node.into(),
-                question,
-                answer,
-            });
-        };
+        let mut path = Vec::with_capacity(16);
         let acts = failure.severity <= self.config.act_min_severity;
-        step(
-            "severity_gate",
-            format!(
-                "Is severity {} at or above {}?",
-                failure.severity, self.config.act_min_severity
-            ),
-            if acts {
+        path.push(DecisionStep {
+            node: "severity".into(),
+            question: [
+                "Is severity at or above ",
+                self.config.act_min_severity.as_str(),
+                "?",
+            ]
+            .concat(),
+            answer: if acts {
                 "yes: act".into()
             } else {
                 "no: notify only".into()
             },
-        );
-        let strategy = if acts {
-            strategies::for_type(failure.failure_type)
-        } else {
-            strategies::NOTIFY_ONLY
+            inputs: BTreeMap::from([("severity".into(), failure.severity.as_str().into())]),
+        });
+        let mut plan = RecoveryPlan {
+            recovery_id: recovery_id(failure),
+            failure_id: failure.id.clone(),
+            deployment_key: failure.deployment_key.clone(),
+            service: failure.service.clone(),
+            environment: failure.environment.clone(),
+            failure_type: failure.failure_type,
+            severity: failure.severity,
+            strategy: NOTIFY_ONLY.into(),
+            requires_approval: false,
+            decision_path: Vec::new(),
+            steps: Vec::new(),
+            created_at: now,
+            estimated_duration_ms: 60_000,
+            ci: failure.ci.clone(),
+            policy_version: self.policy.version().to_string(),
+            candidates: Vec::new(),
+            terminal: Some("resolved".into()),
         };
-        if acts {
-            step(
-                "failure_type",
-                format!("Which strategy serves {} failures?", failure.failure_type),
-                strategy.id.into(),
-            );
-            step(
-                "transient",
-                "Is the failure transient?".into(),
-                if failure.transient {
-                    "yes: retry first".into()
-                } else {
-                    "no".into()
-                },
-            );
+        if !acts {
+            plan.steps = notify_only_steps(failure, "below the severity medic acts on");
+            plan.decision_path = path;
+            return plan;
         }
+        let selection = select::select(&self.policy, failure, |key| {
+            self.totals.get(key).copied().unwrap_or_default()
+        });
+        plan.candidates = selection.candidates;
+        let Some(strategy) = selection.chosen else {
+            path.push(DecisionStep {
+                node: "strategy".into(),
+                question: format!(
+                    "Which strategy serves a {} {} failure in {}?",
+                    failure.severity, failure.failure_type, failure.environment
+                ),
+                answer: "none applies: tell the owners".into(),
+                inputs: selection_inputs(failure),
+            });
+            plan.steps = notify_only_steps(failure, "no recovery strategy applies");
+            plan.terminal = Some("escalated".into());
+            plan.decision_path = path;
+            return plan;
+        };
+        let learned = selection.learned;
+        path.push(DecisionStep {
+            node: "strategy".into(),
+            question: format!(
+                "Which strategy serves a {} {} failure in {}?",
+                failure.severity, failure.failure_type, failure.environment
+            ),
+            answer: [
+                strategy.id.as_str(),
+                ": expected success ",
+                &rate(selection.expected_success),
+                " (prior ",
+                &rate(strategy.prior_success_rate),
+                ", ",
+                &learned.succeeded.to_string(),
+                " succeeded and ",
+                &learned.failed.to_string(),
+                " failed since)",
+            ]
+            .concat(),
+            inputs: selection_inputs(failure),
+        });
         let env_gate = self
             .config
             .approval_environments
@@ -93,61 +168,71 @@ impl Decide {
         let history = self
             .stats
             .get(&failure.deployment_key)
-            .and_then(|s| s.counts.get(strategy.id).copied())
+            .and_then(|s| {
+                s.counts
+                    .get(&select::stats_key(&strategy.id, failure.failure_type))
+                    .copied()
+            })
             .unwrap_or_default();
         let poor_history = history.failed >= 2 && history.failed > history.succeeded;
-        let requires_approval = acts && (env_gate || severity_gate || poor_history);
-        if acts {
-            step(
-                "approval",
-                format!(
-                    "Does {} or severity {} need a human's approval?",
-                    failure.environment, failure.severity
+        let gate_reason = if env_gate {
+            format!("{} requires approval", failure.environment)
+        } else if severity_gate {
+            format!(
+                "severity {} is at or above {}",
+                failure.severity, self.config.approval_min_severity
+            )
+        } else if poor_history {
+            format!(
+                "{} failed {} of {} times on {}",
+                strategy.id,
+                history.failed,
+                history.failed + history.succeeded,
+                failure.deployment_key
+            )
+        } else {
+            String::new()
+        };
+        path.push(DecisionStep {
+            node: "approval".into(),
+            question: "Must a human approve rollbacks and data-affecting actions?".into(),
+            answer: if gate_reason.is_empty() {
+                "no".into()
+            } else {
+                format!("yes: {gate_reason}")
+            },
+            inputs: BTreeMap::from([
+                ("environment".into(), failure.environment.clone()),
+                ("severity".into(), failure.severity.as_str().into()),
+                (
+                    "history".into(),
+                    [
+                        &history.succeeded.to_string(),
+                        " succeeded, ",
+                        &history.failed.to_string(),
+                        " failed",
+                    ]
+                    .concat(),
                 ),
-                match (env_gate, severity_gate) {
-                    (true, _) => format!("yes: {} requires approval", failure.environment),
-                    (_, true) => format!(
-                        "yes: severity at or above {}",
-                        self.config.approval_min_severity
-                    ),
-                    _ => "no".into(),
-                },
-            );
-            step(
-                "history",
-                format!(
-                    "How has {} done on {} before?",
-                    strategy.id, failure.deployment_key
-                ),
-                format!(
-                    "{} succeeded, {} failed{}",
-                    history.succeeded,
-                    history.failed,
-                    if poor_history {
-                        ": approval required"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-        }
-        let steps = strategies::steps(strategy, &failure.deployment_key, acts && failure.transient);
-        RecoveryPlan {
-            recovery_id: recovery_id(failure),
-            failure_id: failure.id.clone(),
-            deployment_key: failure.deployment_key.clone(),
-            service: failure.service.clone(),
-            environment: failure.environment.clone(),
-            failure_type: failure.failure_type,
-            severity: failure.severity,
-            strategy: strategy.id.into(),
-            requires_approval,
-            decision_path: path,
-            estimated_duration_ms: steps.iter().map(|s| s.timeout_ms).sum(),
-            steps,
-            created_at: now,
-            ci: failure.ci.clone(),
-        }
+            ]),
+        });
+        let walk = tree::walk(
+            strategy,
+            failure,
+            WalkOptions {
+                gate_risky: !gate_reason.is_empty(),
+                gate_reason: &gate_reason,
+                gate_timeout_secs: self.config.approval_timeout_secs,
+            },
+        );
+        path.extend(walk.decisions);
+        plan.strategy = strategy.id.clone();
+        plan.requires_approval = walk.gated;
+        plan.steps = walk.steps;
+        plan.decision_path = path;
+        plan.terminal = Some(walk.terminal.as_str().into());
+        plan.estimated_duration_ms = i64::from(strategy.estimated_duration_minutes) * 60_000;
+        plan
     }
 
     /// Counts a finished, non-dry-run recovery once.
@@ -167,10 +252,18 @@ impl Decide {
         if stats.recent_outcomes.contains(&outcome.recovery_id) {
             return;
         }
-        let count = stats.counts.entry(outcome.strategy.clone()).or_default();
+        let key = select::stats_key(&outcome.strategy, outcome.failure_type);
+        let count = stats.counts.entry(key.clone()).or_default();
+        let total = self.totals.entry(key).or_default();
         match outcome.outcome {
-            Outcome::Succeeded => count.succeeded += 1,
-            _ => count.failed += 1,
+            Outcome::Succeeded => {
+                count.succeeded += 1;
+                total.succeeded += 1;
+            }
+            _ => {
+                count.failed += 1;
+                total.failed += 1;
+            }
         }
         stats.recent_outcomes.push(outcome.recovery_id.clone());
         if stats.recent_outcomes.len() > RECENT_OUTCOMES {
@@ -179,6 +272,62 @@ impl Decide {
         stats.updated_at = now;
         self.dirty.insert(outcome.deployment_key.clone());
     }
+
+    fn add_totals(&mut self, stats: &StrategyStats, sign: i64) {
+        for (key, c) in &stats.counts {
+            let t = self.totals.entry(key.clone()).or_default();
+            t.succeeded += sign * c.succeeded;
+            t.failed += sign * c.failed;
+        }
+    }
+}
+
+/// A rate in [0, 1] with two decimals, without the float formatter (hot path).
+fn rate(p: f64) -> String {
+    let hundredths = (p.clamp(0.0, 1.0) * 100.0).round() as u32;
+    let digits = [
+        b'0' + (hundredths / 100) as u8,
+        b'.',
+        b'0' + (hundredths / 10 % 10) as u8,
+        b'0' + (hundredths % 10) as u8,
+    ];
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+fn selection_inputs(failure: &CategorizedFailure) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("failure_type".into(), failure.failure_type.as_str().into()),
+        ("severity".into(), failure.severity.as_str().into()),
+        ("environment".into(), failure.environment.clone()),
+        (
+            "components".into(),
+            failure.components.iter().enumerate().fold(
+                String::with_capacity(32),
+                |mut out, (i, c)| {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(c.as_str());
+                    out
+                },
+            ),
+        ),
+    ])
+}
+
+/// The single step of a plan that only tells the owners.
+fn notify_only_steps(failure: &CategorizedFailure, why: &str) -> Vec<PlanStep> {
+    vec![PlanStep {
+        index: 0,
+        phase: Phase::PostRecovery,
+        action: "notify".into(),
+        target: failure.deployment_key.clone(),
+        params: BTreeMap::from([
+            ("channel".into(), "owners".into()),
+            ("message".into(), why.into()),
+        ]),
+        timeout_ms: 60_000,
+    }]
 }
 
 /// `service/env#first_seen`: one recovery per failure, stable across replays.
@@ -201,6 +350,7 @@ impl Processor for Decide {
 
     fn reset(&mut self) {
         self.stats.clear();
+        self.totals.clear();
         self.dirty.clear();
     }
 
@@ -211,15 +361,16 @@ impl Processor for Decide {
         payload: Option<&[u8]>,
     ) -> Result<(), ProcessError> {
         let key = String::from_utf8_lossy(key).into_owned();
-        match payload {
-            None => {
-                self.stats.remove(&key);
-            }
-            Some(bytes) => {
-                let stats =
-                    codec::decode(bytes).map_err(|e| ProcessError::Undecodable(e.to_string()))?;
-                self.stats.insert(key, stats);
-            }
+        let new: Option<StrategyStats> = payload
+            .map(codec::decode)
+            .transpose()
+            .map_err(|e| ProcessError::Undecodable(e.to_string()))?;
+        if let Some(old) = self.stats.remove(&key) {
+            self.add_totals(&old, -1);
+        }
+        if let Some(new) = new {
+            self.add_totals(&new, 1);
+            self.stats.insert(key, new);
         }
         Ok(())
     }
@@ -262,6 +413,38 @@ impl Processor for Decide {
 }
 
 #[cfg(test)]
+pub(crate) fn test_failure(
+    t: FailureType,
+    severity: Severity,
+    env: &str,
+    transient: bool,
+) -> CategorizedFailure {
+    CategorizedFailure {
+        id: format!("svc/{env}@7"),
+        deployment_key: format!("svc/{env}"),
+        service: "svc".into(),
+        environment: env.into(),
+        failure_type: t,
+        severity,
+        confidence: 0.9,
+        runner_up: None,
+        evidence: vec![],
+        components: vec![Component::Backend],
+        transient,
+        affected_users: None,
+        error_rate: None,
+        status_codes: vec![],
+        rule_pack_version: "x".into(),
+        signal_count: 1,
+        first_seen: 7,
+        last_seen: 7,
+        summary: String::new(),
+        pattern_hits: vec![],
+        ci: None,
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -271,54 +454,93 @@ mod tests {
         env: &str,
         transient: bool,
     ) -> CategorizedFailure {
-        CategorizedFailure {
-            id: format!("svc/{env}@7"),
-            deployment_key: format!("svc/{env}"),
-            service: "svc".into(),
-            environment: env.into(),
-            failure_type: t,
-            severity,
-            confidence: 0.9,
-            runner_up: None,
-            evidence: vec![],
-            components: vec![Component::Backend],
-            transient,
-            affected_users: None,
-            error_rate: None,
-            status_codes: vec![],
-            rule_pack_version: "x".into(),
-            signal_count: 1,
-            first_seen: 7,
-            last_seen: 7,
-            summary: String::new(),
-            pattern_hits: vec![],
-            ci: None,
-        }
+        test_failure(t, severity, env, transient)
     }
 
     fn decide() -> Decide {
-        Decide::new(Topics::default(), DecideConfig::default())
+        Decide::new(
+            Topics::default(),
+            DecideConfig::default(),
+            Arc::new(Policy::default_policy()),
+        )
+    }
+
+    fn actions(plan: &RecoveryPlan) -> Vec<&str> {
+        plan.steps.iter().map(|s| s.action.as_str()).collect()
     }
 
     #[test]
-    fn each_type_maps_to_its_strategy() {
+    fn each_built_in_serves_the_failures_it_exists_for() {
         for (t, want) in [
+            (FailureType::Infrastructure, "infrastructure_recovery"),
             (FailureType::Resource, "infrastructure_recovery"),
             (FailureType::Application, "application_recovery"),
+            (FailureType::Timing, "application_recovery"),
             (FailureType::Data, "database_recovery"),
             (FailureType::Configuration, "configuration_fix"),
+            (FailureType::HumanError, "configuration_fix"),
             (FailureType::Security, "security_response"),
             (FailureType::Network, "network_recovery"),
+            (FailureType::Dependency, "network_recovery"),
         ] {
             let plan = decide().plan(&failure(t, Severity::Medium, "staging", false), 1);
-            assert_eq!(plan.strategy, want);
-            assert!(!plan.requires_approval);
+            assert_eq!(plan.strategy, want, "{t}");
             assert_eq!(plan.recovery_id, "svc/staging#7");
+            assert_eq!(plan.policy_version, Policy::default_policy().version());
+            assert!(plan.terminal.is_some(), "{t}: the path ends in a terminal");
+            let chosen: Vec<&Candidate> = plan
+                .candidates
+                .iter()
+                .filter(|c| c.verdict == "chosen")
+                .collect();
+            assert_eq!(chosen.len(), 1);
+            assert_eq!(plan.candidates.len(), 6, "every built-in is considered");
+            assert!(
+                plan.candidates
+                    .iter()
+                    .filter(|c| c.strategy != want)
+                    .all(|c| c.verdict == format!("not for {t} failures")),
+                "{:?}",
+                plan.candidates
+            );
         }
     }
 
     #[test]
-    fn production_needs_approval_and_says_why() {
+    fn staging_application_failure_rolls_back_without_a_gate() {
+        let plan = decide().plan(
+            &failure(FailureType::Application, Severity::High, "staging", false),
+            1,
+        );
+        assert!(!plan.requires_approval);
+        assert_eq!(
+            actions(&plan),
+            [
+                "notify",
+                "rollback_deployment",
+                "run_health_check",
+                "notify"
+            ]
+        );
+        assert_eq!(plan.steps[1].params["to_revision"], "previous");
+        assert_eq!(plan.steps[1].params["on_failure"], "escalate");
+        assert_eq!(plan.steps[2].params["if_unhealthy"], "escalate");
+        assert_eq!(plan.terminal.as_deref(), Some("resolved"));
+        let flaky = plan
+            .decision_path
+            .iter()
+            .find(|d| d.node == "flaky")
+            .expect("the transient check is on the path");
+        assert_eq!(flaky.inputs["transient"], "false");
+        assert!(flaky.answer.starts_with("no"), "{}", flaky.answer);
+        let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
+        let mut sorted = phases.clone();
+        sorted.sort();
+        assert_eq!(phases, sorted, "steps run in phase order");
+    }
+
+    #[test]
+    fn production_gates_the_rollback_and_says_why() {
         let plan = decide().plan(
             &failure(
                 FailureType::Application,
@@ -335,63 +557,245 @@ mod tests {
             .find(|s| s.node == "approval")
             .expect("approval node");
         assert_eq!(approval.answer, "yes: production requires approval");
-        let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
-        let mut sorted = phases.clone();
-        sorted.sort();
-        assert_eq!(phases, sorted, "steps run in phase order");
+        let gate = plan
+            .decision_path
+            .iter()
+            .position(|s| s.node == "rollback" && s.question.starts_with("May rollback_deployment"))
+            .expect("a gate before the rollback");
+        let rollback = plan
+            .decision_path
+            .iter()
+            .position(|s| s.node == "rollback" && s.question.starts_with("What does"))
+            .expect("the rollback");
+        assert!(gate < rollback);
+    }
+
+    #[test]
+    fn production_restart_needs_no_gate_unless_configured() {
+        let f = failure(
+            FailureType::Infrastructure,
+            Severity::High,
+            "production",
+            false,
+        );
+        let plan = decide().plan(&f, 1);
+        assert_eq!(actions(&plan)[1], "restart_service");
+        assert!(!plan.requires_approval, "a restart is not a rollback");
+        let mut config = DecideConfig::default();
+        config.approval_environments.clear();
+        let d = Decide::new(
+            Topics::default(),
+            config,
+            Arc::new(Policy::default_policy()),
+        );
+        let f = failure(
+            FailureType::Application,
+            Severity::High,
+            "production",
+            false,
+        );
+        assert!(
+            !d.plan(&f, 1).requires_approval,
+            "without production in approval_environments the rollback runs"
+        );
+    }
+
+    #[test]
+    fn resource_failures_scale_and_record_what_they_read() {
+        let plan = decide().plan(
+            &failure(FailureType::Resource, Severity::High, "staging", false),
+            1,
+        );
+        assert_eq!(actions(&plan)[1], "scale_resources");
+        assert_eq!(plan.steps[1].params["factor"], "1.5");
+        let d = plan
+            .decision_path
+            .iter()
+            .find(|d| d.node == "out_of_resources")
+            .expect("decision");
+        assert_eq!(d.inputs["failure_type"], "resource");
+        assert!(d.answer.starts_with("yes"));
     }
 
     #[test]
     fn transient_failures_retry_first_and_info_only_notifies() {
         let plan = decide().plan(&failure(FailureType::Timing, Severity::Low, "ci", true), 1);
-        assert_eq!(plan.steps[1].action, "retry_deployment");
+        assert_eq!(actions(&plan)[1], "retry_deployment");
         let plan = decide().plan(
             &failure(FailureType::HumanError, Severity::Info, "ci", false),
             1,
         );
-        assert_eq!(plan.strategy, "notify_only");
+        assert_eq!(plan.strategy, NOTIFY_ONLY);
         assert!(!plan.requires_approval);
-        assert_eq!(plan.steps.len(), 1);
+        assert_eq!(actions(&plan), ["notify"]);
+        assert!(plan.candidates.is_empty());
     }
 
     #[test]
-    fn a_strategy_that_keeps_failing_needs_a_human() {
-        let mut d = decide();
+    fn network_failures_contain_in_parallel_and_wait_before_retrying() {
+        let plan = decide().plan(
+            &failure(FailureType::Network, Severity::High, "staging", false),
+            1,
+        );
+        let parallel: Vec<&PlanStep> = plan
+            .steps
+            .iter()
+            .filter(|s| s.params.get("parallel").map(String::as_str) == Some("contain"))
+            .collect();
+        assert_eq!(parallel.len(), 2);
+        assert!(parallel.iter().all(|s| s.params["join"] == "all"));
+        let plan = decide().plan(
+            &failure(FailureType::Network, Severity::High, "staging", true),
+            1,
+        );
+        assert_eq!(actions(&plan)[1..3], ["wait", "retry_deployment"]);
+        assert_eq!(plan.steps[1].params["delay_secs"], "30");
+    }
+
+    fn outcome(i: usize, strategy: &str, result: Outcome) -> RecoveryOutcome {
+        RecoveryOutcome {
+            recovery_id: format!("svc/staging#{i}"),
+            failure_id: String::new(),
+            deployment_key: "svc/staging".into(),
+            service: "svc".into(),
+            environment: "staging".into(),
+            failure_type: FailureType::Application,
+            severity: Severity::Medium,
+            strategy: strategy.into(),
+            outcome: result,
+            dry_run: false,
+            started_at: 0,
+            finished_at: 1,
+            steps_total: 4,
+            steps_succeeded: 1,
+            detail: String::new(),
+            ci: None,
+        }
+    }
+
+    const RESTART_FIRST: &str = r#"
+version: 1
+strategies:
+  - id: restart_first
+    name: Restart first
+    applies_to: {types: [application]}
+    estimated_duration_minutes: 5
+    prior_success_rate: 0.70
+    root: restart
+    nodes:
+      restart: {type: action, action: restart_service, next: done, on_failure: gave_up}
+      done: {type: terminal, outcome: resolved, message: restarted}
+      gave_up: {type: terminal, outcome: failed, message: restart failed}
+"#;
+
+    #[test]
+    fn a_strategy_that_keeps_failing_is_demoted() {
+        let policy = Policy::load(&[("restart.yaml".into(), RESTART_FIRST.into())]).expect("valid");
+        let mut d = Decide::new(Topics::default(), DecideConfig::default(), Arc::new(policy));
+        let f = failure(FailureType::Application, Severity::Medium, "staging", false);
+        assert_eq!(
+            d.plan(&f, 1).strategy,
+            "application_recovery",
+            "0.75 beats 0.70"
+        );
         for i in 0..3 {
-            let outcome = RecoveryOutcome {
-                recovery_id: format!("svc/staging#{i}"),
-                failure_id: String::new(),
-                deployment_key: "svc/staging".into(),
-                service: "svc".into(),
-                environment: "staging".into(),
-                failure_type: FailureType::Application,
-                severity: Severity::Medium,
-                strategy: "application_recovery".into(),
-                outcome: Outcome::Failed,
-                dry_run: false,
-                started_at: 0,
-                finished_at: 1,
-                steps_total: 4,
-                steps_succeeded: 1,
-                detail: String::new(),
-                ci: None,
-            };
-            d.learn(&outcome, 1);
-            d.learn(&outcome, 1); // redelivered: counted once
+            d.learn(&outcome(i, "application_recovery", Outcome::Failed), 1);
+            d.learn(&outcome(i, "application_recovery", Outcome::Failed), 1); // redelivered
         }
         assert_eq!(
-            d.stats["svc/staging"].counts["application_recovery"].failed,
-            3
+            d.learned()["application_recovery/application"],
+            StrategyCount {
+                succeeded: 0,
+                failed: 3
+            },
+            "each outcome counted once"
         );
+        let plan = d.plan(&f, 2);
+        assert_eq!(plan.strategy, "restart_first");
+        let loser = plan
+            .candidates
+            .iter()
+            .find(|c| c.strategy == "application_recovery")
+            .expect("candidate");
+        assert!((loser.expected_success - 7.5 / 13.0).abs() < 1e-9);
+        assert!(
+            loser.verdict.contains("against 0.70 for restart_first"),
+            "{}",
+            loser.verdict
+        );
+        assert!(!plan.requires_approval, "restart_first has not failed here");
+
+        // With nothing to fall back to, the failing strategy needs a human here.
+        let mut only = decide();
+        for i in 0..3 {
+            only.learn(&outcome(i, "application_recovery", Outcome::Failed), 1);
+        }
+        let plan = only.plan(&f, 2);
+        assert_eq!(plan.strategy, "application_recovery");
+        assert!(
+            plan.requires_approval,
+            "three failures here: a human approves the rollback"
+        );
+
+        // The changelog carries the counts to the next owner of the partition.
+        let changelog = d.end_batch(2).expect("ok");
+        assert_eq!(changelog.len(), 1, "stats written once per batch");
+        let Action::Emit(record) = &changelog[0] else {
+            panic!("an emit")
+        };
+        let mut next = Decide::new(Topics::default(), DecideConfig::default(), d.policy.clone());
+        next.restore(
+            &record.topic,
+            record.key.as_bytes(),
+            record.value.as_deref(),
+        )
+        .expect("restores");
+        next.restore(
+            &record.topic,
+            record.key.as_bytes(),
+            record.value.as_deref(),
+        )
+        .expect("a replayed changelog record replaces, not adds");
+        assert_eq!(next.learned(), d.learned());
+        assert_eq!(next.plan(&f, 3).strategy, "restart_first");
+        next.restore(&record.topic, record.key.as_bytes(), None)
+            .expect("tombstone");
+        assert_eq!(next.plan(&f, 3).strategy, "application_recovery");
+        // Dry runs and skipped recoveries teach nothing.
+        let mut dry = outcome(9, "restart_first", Outcome::Failed);
+        dry.dry_run = true;
+        next.learn(&dry, 4);
+        next.learn(&outcome(10, "restart_first", Outcome::Skipped), 4);
+        assert!(next.learned().values().all(|c| c.failed == 0));
+    }
+
+    #[test]
+    fn no_applicable_strategy_tells_the_owners() {
+        let only_prod = r#"
+version: 1
+strategies:
+  - id: network_recovery
+    name: Network recovery, production only
+    applies_to: {types: [network], environments: [production]}
+    estimated_duration_minutes: 5
+    prior_success_rate: 0.5
+    root: done
+    nodes:
+      done: {type: terminal, outcome: escalated, message: paged}
+"#;
+        let policy = Policy::load(&[("p.yaml".into(), only_prod.into())]).expect("valid");
+        let d = Decide::new(Topics::default(), DecideConfig::default(), Arc::new(policy));
         let plan = d.plan(
-            &failure(FailureType::Application, Severity::Medium, "staging", false),
-            2,
-        );
-        assert!(plan.requires_approval);
-        assert_eq!(
-            d.end_batch(2).expect("ok").len(),
+            &failure(FailureType::Network, Severity::High, "staging", false),
             1,
-            "stats changelog written once per batch"
         );
+        assert_eq!(plan.strategy, NOTIFY_ONLY);
+        assert_eq!(plan.terminal.as_deref(), Some("escalated"));
+        let c = plan
+            .candidates
+            .iter()
+            .find(|c| c.strategy == "network_recovery")
+            .expect("candidate");
+        assert_eq!(c.verdict, "not for environment staging");
     }
 }

@@ -13,14 +13,35 @@ fn plan(key: &str, approval: bool) -> RecoveryPlan {
         strategy: "application_recovery".into(),
         requires_approval: approval,
         decision_path: vec![],
-        steps: crate::stages::decide::strategies::steps(
-            crate::stages::decide::strategies::APPLICATION,
-            &k.to_string(),
-            false,
-        ),
+        steps: [
+            "notify",
+            "rollback_deployment",
+            "run_health_check",
+            "notify",
+        ]
+        .iter()
+        .zip([
+            Phase::Preparation,
+            Phase::Stabilization,
+            Phase::Validation,
+            Phase::PostRecovery,
+        ])
+        .enumerate()
+        .map(|(i, (action, phase))| PlanStep {
+            index: i as i32,
+            phase,
+            action: action.to_string(),
+            target: k.to_string(),
+            params: Default::default(),
+            timeout_ms: 60_000,
+        })
+        .collect(),
         created_at: 1,
         estimated_duration_ms: 1,
         ci: None,
+        policy_version: String::new(),
+        candidates: vec![],
+        terminal: None,
     }
 }
 
