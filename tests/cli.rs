@@ -157,3 +157,64 @@ fn a_production_recovery_waits_for_medic_approve_and_records_the_approver() {
     );
     drop(running);
 }
+
+#[test]
+fn strategies_list_and_simulate_read_the_cluster() {
+    let c = embedded("learned");
+    let prefix = c.config.kafka.topic_prefix.clone();
+    for (key, failed) in [("checkout/staging", 2), ("search/staging", 1)] {
+        let stats = StrategyStats {
+            deployment_key: key.into(),
+            counts: [(
+                "application_recovery/application".to_string(),
+                StrategyCount {
+                    succeeded: 0,
+                    failed,
+                },
+            )]
+            .into(),
+            recent_outcomes: vec![],
+            updated_at: 1,
+        };
+        c.produce_avro(&c.topics.decide_stats, key, &stats);
+    }
+    let out = medic()
+        .args(["strategies", "list", "--brokers", &c.settings.brokers])
+        .args(["--topic-prefix", &prefix])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("application_recovery"))
+        .expect("row");
+    assert!(row.contains(" 0.75 ") && row.contains(" 0/3 "), "{row}");
+    assert!(
+        text.contains("  for application") && text.contains("0/3") && text.contains("0.58"),
+        "three failures across two deployments: (0.75 x 10) / 13 = 0.58\n{text}"
+    );
+
+    let failure: CategorizedFailure =
+        serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
+            .expect("example");
+    let mut app = failure.clone();
+    app.failure_type = FailureType::Application;
+    c.produce_avro(&c.topics.failures, &failure.deployment_key, &failure);
+    c.produce_avro(&c.topics.failures, &app.deployment_key, &app);
+    let out = medic()
+        .args(["simulate", "--policy", "tests/data/simulate/policy-next"])
+        .args(["--brokers", &c.settings.brokers, "--topic-prefix", &prefix])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("2 inputs: 2 failures, 0 matched no rule, 0 unreadable\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 of 2 plans would change: 1 another gate, 1 other actions"),
+        "{text}"
+    );
+}
