@@ -298,3 +298,14 @@ pub fn decode_input<T: AvroRecord>(input: &InputRecord<'_>) -> Result<T, Process
         .ok_or_else(|| ProcessError::Invalid(format!("tombstone on {}", input.topic)))?;
     codec::decode(payload).map_err(|e| ProcessError::Undecodable(e.to_string()))
 }
+
+/// The first 12 hex digits of a SHA-256: the version of a rule pack or policy.
+pub(crate) fn short_version(digest: sha2::Sha256) -> String {
+    use sha2::Digest;
+    digest
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

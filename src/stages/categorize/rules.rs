@@ -342,12 +342,7 @@ impl RulePack {
                 rule: None,
                 reason: format!("cannot build the keyword automaton: {e}"),
             })?;
-        let version = digest
-            .finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let version = crate::stages::short_version(digest);
         Ok(RulePack {
             rules,
             automaton,

@@ -501,12 +501,7 @@ impl Policy {
                 }
             }
         }
-        let version = digest
-            .finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let version = crate::stages::short_version(digest);
         Ok(Policy {
             strategies,
             version,
