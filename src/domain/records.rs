@@ -51,6 +51,10 @@ pub struct CiRef {
     pub commit_sha: Option<String>,
     #[serde(default)]
     pub repository: Option<String>,
+    #[serde(default)]
+    pub run_id: Option<String>,
+    #[serde(default)]
+    pub job_id: Option<String>,
 }
 
 /// One normalized observation about a deployment (schema `Signal`).

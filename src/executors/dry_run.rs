@@ -50,3 +50,32 @@ impl Executor for DryRun {
         })
     }
 }
+
+impl super::step::StepExecutor for DryRun {
+    fn kind(&self) -> &'static str {
+        "dry_run"
+    }
+
+    fn supports(&self, _action: &str) -> bool {
+        true
+    }
+
+    fn run<'a>(
+        &'a self,
+        request: &'a super::step::StepRequest,
+    ) -> BoxFuture<'a, super::step::StepResult> {
+        Box::pin(async move {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.push(request.idempotency_key.clone());
+            }
+            Ok(super::step::StepDone {
+                detail: format!(
+                    "dry run: would {} on {}",
+                    request.action.replace('_', " "),
+                    request.deployment_key
+                ),
+                http_status: None,
+            })
+        })
+    }
+}

@@ -7,6 +7,7 @@
 
 mod commit_status;
 mod dry_run;
+pub mod step;
 mod webhook;
 
 pub use commit_status::{CommitStatusSink, StatusTarget};

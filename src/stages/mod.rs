@@ -140,8 +140,14 @@ pub enum EffectRequest {
         recovery_id: String,
         /// The deployment it acts on.
         deployment_key: String,
+        /// Its service.
+        service: String,
+        /// Its environment.
+        environment: String,
         /// The step.
         step: PlanStep,
+        /// The CI run behind the failure, when there was one.
+        ci: Option<crate::domain::CiRef>,
         /// Only describe what would happen.
         dry_run: bool,
     },

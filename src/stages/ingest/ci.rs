@@ -1,7 +1,8 @@
 //! CI events to signals.
 
 use crate::domain::{
-    CiEvent, CiRef, CiStatus, DeploymentKey, RawLogEnvelope, Shipper, Signal, SignalKind,
+    CiEvent, CiPlatform, CiRef, CiStatus, DeploymentKey, RawLogEnvelope, Shipper, Signal,
+    SignalKind,
 };
 use std::collections::BTreeMap;
 
@@ -44,6 +45,18 @@ pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> O
             attributes.insert(name.to_string(), v.clone());
         }
     }
+    // GitLab job events carry the job's id; its pipeline's is in `pipeline`.
+    let (run_id, job_id) = match (event.platform, event.event_type.as_str()) {
+        (CiPlatform::GitlabCi, "Job Hook") => (
+            event
+                .pipeline
+                .strip_prefix("pipeline ")
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string),
+            Some(event.run_id.clone()),
+        ),
+        _ => (Some(event.run_id.clone()), None),
+    };
     Some(Signal {
         id: format!("ci/{}/{}", event.platform, event.id),
         deployment_key: key.to_string(),
@@ -65,6 +78,8 @@ pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> O
             url: event.url.clone(),
             commit_sha: event.commit_sha.clone(),
             repository: event.repository.clone(),
+            run_id,
+            job_id,
         }),
         origin: RawLogEnvelope::at(Shipper::CiEvent, topic, partition, offset),
         attributes,

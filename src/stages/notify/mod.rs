@@ -446,6 +446,8 @@ mod tests {
             url: None,
             commit_sha: Some("3484a3fb816e0859fd6e1cea078d76385ff50625".into()),
             repository: Some("Codertocat/Hello-World".into()),
+            run_id: Some("30433642".into()),
+            job_id: None,
         };
         let outcome = RecoveryOutcome {
             ci: Some(ci.clone()),

@@ -246,6 +246,11 @@ impl Orchestrate {
         state.updated_at = now;
         let step = step.clone();
         let recovery_id = state.recovery_id.clone();
+        let (service, environment, ci) = (
+            state.service.clone(),
+            state.environment.clone(),
+            state.ci.clone(),
+        );
         let idempotency_key = format!("{recovery_id}/{}", step.index);
         Ok(vec![
             self.emit_state(key)?,
@@ -261,6 +266,9 @@ impl Orchestrate {
                 idempotency_key,
                 recovery_id,
                 deployment_key: key.to_string(),
+                service,
+                environment,
+                ci,
                 step: PlanStep {
                     index: step.index,
                     phase: step.phase,

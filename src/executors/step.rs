@@ -1,0 +1,260 @@
+//! Recovery-step executors: one trait, one router that picks the executor per
+//! action from the configuration and applies timeouts and retries.
+//!
+//! An executor gets a [`StepRequest`] — the action, its parameters, the
+//! deployment and the CI run behind the failure — and returns the outcome of
+//! one attempt. The [`StepRouter`] gives every attempt the step's timeout,
+//! retries failures the executor marks retryable with exponential backoff,
+//! and reports the last outcome as an [`EffectResult`]. The idempotency key
+//! (`recovery_id/step`) is the same on every attempt and after a restart;
+//! executors pass it on where the API has a place for it.
+
+use super::{BoxFuture, Executor};
+use crate::domain::CiRef;
+use crate::stages::{EffectRequest, EffectResult};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One recovery step for an executor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRequest {
+    /// `recovery_id/step`: the same on every attempt of this step.
+    pub idempotency_key: String,
+    /// The recovery.
+    pub recovery_id: String,
+    /// `service/environment`.
+    pub deployment_key: String,
+    /// Service name (from logs or payloads: validate before use).
+    pub service: String,
+    /// Environment name (from logs or payloads: validate before use).
+    pub environment: String,
+    /// Action, e.g. `rollback_deployment`.
+    pub action: String,
+    /// Parameters from the strategy (and medic's own: `node`, `on_failure`).
+    pub params: BTreeMap<String, String>,
+    /// The CI run behind the failure, when there was one.
+    pub ci: Option<CiRef>,
+    /// Longest one attempt may take.
+    pub timeout: Duration,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError {
+    /// Worth another attempt (timeouts, connection errors, 429, 5xx).
+    pub retryable: bool,
+    /// What happened, for the audit trail (no secrets).
+    pub detail: String,
+    /// HTTP status, when an HTTP API answered.
+    pub http_status: Option<u16>,
+}
+
+impl StepError {
+    /// A failure another attempt will not fix (bad input, 4xx, refused by policy).
+    pub fn permanent(detail: impl Into<String>) -> StepError {
+        StepError {
+            retryable: false,
+            detail: detail.into(),
+            http_status: None,
+        }
+    }
+
+    /// A failure another attempt may fix.
+    pub fn transient(detail: impl Into<String>) -> StepError {
+        StepError {
+            retryable: true,
+            detail: detail.into(),
+            http_status: None,
+        }
+    }
+
+    /// The error for an HTTP answer that was not a success: 408, 429 and 5xx
+    /// are retryable, other statuses are not.
+    pub fn from_status(status: u16, detail: impl Into<String>) -> StepError {
+        StepError {
+            retryable: status == 408 || status == 429 || status >= 500,
+            detail: detail.into(),
+            http_status: Some(status),
+        }
+    }
+}
+
+/// What one successful attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepDone {
+    /// What was done, for the audit trail (no secrets).
+    pub detail: String,
+    /// HTTP status, when an HTTP API answered.
+    pub http_status: Option<u16>,
+}
+
+/// The result of one attempt.
+pub type StepResult = Result<StepDone, StepError>;
+
+/// Carries out recovery steps of some kind (dry run, HTTP, GitHub, ...).
+pub trait StepExecutor: Send + Sync {
+    /// Executor kind as named in the configuration, e.g. `github`.
+    fn kind(&self) -> &'static str;
+    /// Whether this executor can carry out `action` (checked at start for
+    /// every configured route).
+    fn supports(&self, action: &str) -> bool;
+    /// One attempt. Must not panic; must not put text from the request into a
+    /// URL path, query, header or command without validating or escaping it.
+    fn run<'a>(&'a self, request: &'a StepRequest) -> BoxFuture<'a, StepResult>;
+}
+
+/// Retry policy for step attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles each time.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Routes each recovery step to the executor configured for its action.
+pub struct StepRouter {
+    routes: BTreeMap<String, Arc<dyn StepExecutor>>,
+    fallback: Arc<dyn StepExecutor>,
+    dry_run: Arc<dyn StepExecutor>,
+    retry: Retry,
+}
+
+impl StepRouter {
+    /// A router sending `routes` (action → executor) to their executor,
+    /// every other action to `fallback`, and dry-run requests to `dry_run`.
+    /// Fails when an executor does not support an action routed to it.
+    pub fn new(
+        routes: BTreeMap<String, Arc<dyn StepExecutor>>,
+        fallback: Arc<dyn StepExecutor>,
+        dry_run: Arc<dyn StepExecutor>,
+        retry: Retry,
+    ) -> Result<StepRouter, String> {
+        for (action, executor) in &routes {
+            if !executor.supports(action) {
+                return Err(format!(
+                    "executor {} cannot carry out {action}",
+                    executor.kind()
+                ));
+            }
+        }
+        Ok(StepRouter {
+            routes,
+            fallback,
+            dry_run,
+            retry,
+        })
+    }
+
+    /// The executor for `action`.
+    pub fn route(&self, action: &str) -> &Arc<dyn StepExecutor> {
+        self.routes.get(action).unwrap_or(&self.fallback)
+    }
+
+    /// Runs `request` with the timeout per attempt and the retry policy.
+    pub async fn run(&self, executor: &dyn StepExecutor, request: &StepRequest) -> EffectResult {
+        let attempts = self.retry.attempts.max(1);
+        let mut backoff = self.retry.initial_backoff;
+        let mut last = StepError::permanent("not attempted");
+        for attempt in 1..=attempts {
+            let outcome = match tokio::time::timeout(request.timeout, executor.run(request)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(StepError::transient(format!(
+                    "no answer within {} ms",
+                    request.timeout.as_millis()
+                ))),
+            };
+            match outcome {
+                Ok(done) => {
+                    return EffectResult {
+                        idempotency_key: request.idempotency_key.clone(),
+                        success: true,
+                        detail: format!("{}: {}", executor.kind(), done.detail),
+                        attempts: attempt,
+                        http_status: done.http_status,
+                    }
+                }
+                Err(e) => {
+                    let retry = e.retryable && attempt < attempts;
+                    tracing::warn!(
+                        key = %request.idempotency_key,
+                        executor = executor.kind(),
+                        attempt,
+                        retry,
+                        error = %e.detail,
+                        "recovery step attempt failed"
+                    );
+                    last = e;
+                    if !retry {
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                }
+            }
+        }
+        EffectResult {
+            idempotency_key: request.idempotency_key.clone(),
+            success: false,
+            detail: format!("{}: {}", executor.kind(), last.detail),
+            attempts,
+            http_status: last.http_status,
+        }
+    }
+}
+
+impl Executor for StepRouter {
+    fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
+        Box::pin(async move {
+            let EffectRequest::RecoveryStep {
+                idempotency_key,
+                recovery_id,
+                deployment_key,
+                service,
+                environment,
+                step,
+                ci,
+                dry_run,
+            } = request
+            else {
+                return EffectResult {
+                    idempotency_key: request.key().to_string(),
+                    success: false,
+                    detail: "the step router only carries out recovery steps".into(),
+                    attempts: 0,
+                    http_status: None,
+                };
+            };
+            let step_request = StepRequest {
+                idempotency_key: idempotency_key.clone(),
+                recovery_id: recovery_id.clone(),
+                deployment_key: deployment_key.clone(),
+                service: service.clone(),
+                environment: environment.clone(),
+                action: step.action.clone(),
+                params: step.params.clone(),
+                ci: ci.clone(),
+                timeout: Duration::from_millis(step.timeout_ms.max(1) as u64),
+            };
+            let executor = if *dry_run {
+                &self.dry_run
+            } else {
+                self.route(&step.action)
+            };
+            self.run(executor.as_ref(), &step_request).await
+        })
+    }
+}
