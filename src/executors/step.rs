@@ -246,7 +246,7 @@ impl Executor for StepRouter {
                 environment: environment.clone(),
                 action: step.action.clone(),
                 params: step.params.clone(),
-                ci: ci.clone(),
+                ci: ci.as_deref().cloned(),
                 timeout: Duration::from_millis(step.timeout_ms.max(1) as u64),
             };
             let executor = if *dry_run {

@@ -147,7 +147,7 @@ pub enum EffectRequest {
         /// The step.
         step: PlanStep,
         /// The CI run behind the failure, when there was one.
-        ci: Option<crate::domain::CiRef>,
+        ci: Option<Box<crate::domain::CiRef>>,
         /// Only describe what would happen.
         dry_run: bool,
     },

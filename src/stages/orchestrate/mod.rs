@@ -249,7 +249,7 @@ impl Orchestrate {
         let (service, environment, ci) = (
             state.service.clone(),
             state.environment.clone(),
-            state.ci.clone(),
+            state.ci.clone().map(Box::new),
         );
         let idempotency_key = format!("{recovery_id}/{}", step.index);
         Ok(vec![
