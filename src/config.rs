@@ -215,11 +215,28 @@ pub struct OrchestrateConfig {
     /// Record what would be done instead of doing it. The only mode until real
     /// executors are configured.
     pub dry_run: bool,
+    /// No second disruptive action (see `cooldown_actions`) on the same
+    /// deployment within this many minutes.
+    pub cooldown_minutes: u64,
+    /// The actions the cooldown applies to.
+    pub cooldown_actions: Vec<String>,
+    /// Global circuit breaker: after this many automated actions within
+    /// `circuit_breaker_window_minutes` (per orchestrate instance), every
+    /// further action waits for a human's approval. 0 turns it off.
+    pub circuit_breaker_max_actions: u32,
+    /// The circuit breaker's window.
+    pub circuit_breaker_window_minutes: u64,
 }
 
 impl Default for OrchestrateConfig {
     fn default() -> Self {
-        OrchestrateConfig { dry_run: true }
+        OrchestrateConfig {
+            dry_run: true,
+            cooldown_minutes: 15,
+            cooldown_actions: vec!["restart_service".into(), "rollback_deployment".into()],
+            circuit_breaker_max_actions: 30,
+            circuit_breaker_window_minutes: 10,
+        }
     }
 }
 

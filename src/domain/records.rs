@@ -332,6 +332,10 @@ pub struct RecoveryState {
     pub approver: Option<String>,
     #[serde(default)]
     pub ci: Option<CiRef>,
+    #[serde(default)]
+    pub last_disruptive: BTreeMap<String, Millis>,
+    #[serde(default)]
+    pub attached_failures: Vec<String>,
 }
 
 /// How one recovery ended (schema `RecoveryOutcome`, public contract).

@@ -488,6 +488,8 @@ mod tests {
             updated_at: 2,
             approver: None,
             ci: Some(ci),
+            last_disruptive: Default::default(),
+            attached_failures: vec![],
         };
         let bytes = codec::encode(&state).expect("encodes");
         let rec = InputRecord {

@@ -17,7 +17,7 @@ use crate::stages::{
     Processor, StageName,
 };
 use crate::topics::Topics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 const ACTOR: &str = "medic/orchestrate";
 
@@ -27,6 +27,17 @@ pub struct Orchestrate {
     config: OrchestrateConfig,
     /// Latest recovery per deployment key.
     recoveries: BTreeMap<String, RecoveryState>,
+    /// Start times of automated actions, oldest first, for the circuit breaker.
+    breaker: VecDeque<Millis>,
+    /// Set by a restore: rebuild `breaker` from the restored states first.
+    breaker_stale: bool,
+}
+
+/// Actions that change nothing: they do not count for the circuit breaker.
+const PASSIVE_ACTIONS: &[&str] = &["notify", "run_health_check", "wait", "escalate"];
+
+fn automated(action: &str) -> bool {
+    !PASSIVE_ACTIONS.contains(&action)
 }
 
 impl Orchestrate {
@@ -36,7 +47,62 @@ impl Orchestrate {
             topics,
             config,
             recoveries: BTreeMap::new(),
+            breaker: VecDeque::new(),
+            breaker_stale: false,
         }
+    }
+
+    /// Why the circuit breaker holds automated actions at `now`, if it does.
+    fn breaker_open(&mut self, now: Millis) -> Option<String> {
+        let max = self.config.circuit_breaker_max_actions as usize;
+        if max == 0 {
+            return None;
+        }
+        if self.breaker_stale {
+            // The window, rebuilt from every automated step the restored states started.
+            let mut starts: Vec<Millis> = self
+                .recoveries
+                .values()
+                .flat_map(|r| r.steps.iter())
+                .filter(|s| automated(&s.action))
+                .filter_map(|s| s.started_at)
+                .collect();
+            starts.sort_unstable();
+            self.breaker = starts.into();
+            self.breaker_stale = false;
+        }
+        let window = self.config.circuit_breaker_window_minutes as i64 * 60_000;
+        while self.breaker.front().is_some_and(|t| *t <= now - window) {
+            self.breaker.pop_front();
+        }
+        (self.breaker.len() >= max).then(|| {
+            format!(
+                "circuit breaker open: {} automated actions in the last {} minutes (limit {max})",
+                self.breaker.len(),
+                self.config.circuit_breaker_window_minutes
+            )
+        })
+    }
+
+    /// Why the cooldown forbids `action` on `state`'s deployment at `now`, if it does.
+    fn cooldown(&self, state: &RecoveryState, action: &str, now: Millis) -> Option<String> {
+        if !self.config.cooldown_actions.iter().any(|a| a == action) {
+            return None;
+        }
+        let window = self.config.cooldown_minutes as i64 * 60_000;
+        let (last_action, at) = state
+            .last_disruptive
+            .iter()
+            .filter(|(a, _)| self.config.cooldown_actions.contains(a))
+            .max_by_key(|(_, at)| **at)?;
+        (now - at < window).then(|| {
+            format!(
+                "cooldown: {last_action} ran on {} {} min ago; no {action} before {} min have passed",
+                state.deployment_key,
+                (now - at) / 60_000,
+                self.config.cooldown_minutes
+            )
+        })
     }
 
     /// Latest recovery per deployment key.
@@ -60,7 +126,7 @@ impl Orchestrate {
             }
             if current.status.is_active() {
                 let detail = format!(
-                    "recovery {} of this deployment is still {}",
+                    "attached to recovery {} of this deployment, which is still {}",
                     current.recovery_id, current.status
                 );
                 let outcome = RecoveryOutcome {
@@ -81,6 +147,13 @@ impl Orchestrate {
                     detail: detail.clone(),
                     ci: plan.ci.clone(),
                 };
+                let key = plan.deployment_key.clone();
+                if let Some(current) = self.recoveries.get_mut(&key) {
+                    if !current.attached_failures.contains(&plan.failure_id) {
+                        current.attached_failures.push(plan.failure_id.clone());
+                    }
+                    current.updated_at = now;
+                }
                 return Ok(vec![
                     self.audit(
                         &plan.recovery_id,
@@ -91,10 +164,22 @@ impl Orchestrate {
                         detail,
                         now,
                     )?,
+                    self.emit_state(&key)?,
                     self.emit_outcome(&outcome)?,
                 ]);
             }
         }
+        let last_disruptive = self
+            .recoveries
+            .get(&plan.deployment_key)
+            .map(|previous| previous.last_disruptive.clone())
+            .unwrap_or_default();
+        let breaker = if plan.steps.iter().any(|s| automated(&s.action)) {
+            self.breaker_open(now)
+        } else {
+            None
+        };
+        let needs_approval = plan.requires_approval || breaker.is_some();
         let state = RecoveryState {
             recovery_id: plan.recovery_id.clone(),
             failure_id: plan.failure_id.clone(),
@@ -104,7 +189,7 @@ impl Orchestrate {
             failure_type: plan.failure_type,
             severity: plan.severity,
             strategy: plan.strategy.clone(),
-            status: if plan.requires_approval {
+            status: if needs_approval {
                 RecoveryStatus::AwaitingApproval
             } else {
                 RecoveryStatus::Running
@@ -131,6 +216,8 @@ impl Orchestrate {
             updated_at: now,
             approver: None,
             ci: plan.ci.clone(),
+            last_disruptive,
+            attached_failures: Vec::new(),
         };
         let key = plan.deployment_key.clone();
         let mut actions = vec![self.audit(
@@ -149,14 +236,19 @@ impl Orchestrate {
             now,
         )?];
         self.recoveries.insert(key.clone(), state);
-        if plan.requires_approval {
+        if needs_approval {
             actions.push(self.audit(
                 &plan.recovery_id,
                 &key,
                 ACTOR,
                 None,
                 AuditEvent::ApprovalRequested,
-                "waiting for a decision on the approvals topic".into(),
+                match breaker {
+                    Some(why) if !plan.requires_approval => {
+                        format!("{why}; waiting for a decision on the approvals topic")
+                    }
+                    _ => "waiting for a decision on the approvals topic".into(),
+                },
                 now,
             )?);
             actions.push(self.emit_state(&key)?);
@@ -230,6 +322,30 @@ impl Orchestrate {
     /// Starts the next unfinished step, or finishes the recovery.
     fn advance(&mut self, key: &str, now: Millis) -> Result<Vec<Action>, ProcessError> {
         let dry_run = self.config.dry_run;
+        let Some(state) = self.recoveries.get(key) else {
+            return Ok(Vec::new());
+        };
+        let Some(next) = state
+            .steps
+            .iter()
+            .find(|s| matches!(s.status, StepStatus::Pending | StepStatus::Started))
+        else {
+            return self.finish(key, now);
+        };
+        // Safety rules, checked before a step starts (a step already started
+        // before a crash is resumed as it was).
+        if next.status == StepStatus::Pending {
+            let action = next.action.clone();
+            let approved = state.approver.is_some();
+            if let Some(why) = self.cooldown(state, &action, now) {
+                return self.block(key, why, now);
+            }
+            if automated(&action) && !approved {
+                if let Some(why) = self.breaker_open(now) {
+                    return self.hold_for_approval(key, why, now);
+                }
+            }
+        }
         let Some(state) = self.recoveries.get_mut(key) else {
             return Ok(Vec::new());
         };
@@ -238,8 +354,16 @@ impl Orchestrate {
             .iter_mut()
             .find(|s| matches!(s.status, StepStatus::Pending | StepStatus::Started))
         else {
-            return self.finish(key, now);
+            return Ok(Vec::new());
         };
+        if step.status == StepStatus::Pending {
+            if automated(&step.action) {
+                self.breaker.push_back(now);
+            }
+            if self.config.cooldown_actions.contains(&step.action) {
+                state.last_disruptive.insert(step.action.clone(), now);
+            }
+        }
         step.status = StepStatus::Started;
         step.attempts += 1;
         step.started_at = Some(now);
@@ -282,7 +406,73 @@ impl Orchestrate {
         ])
     }
 
+    /// A safety rule forbids the next step: the recovery ends skipped, saying which.
+    fn block(&mut self, key: &str, why: String, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        let Some(state) = self.recoveries.get_mut(key) else {
+            return Ok(Vec::new());
+        };
+        for step in state
+            .steps
+            .iter_mut()
+            .filter(|s| s.status == StepStatus::Pending)
+        {
+            step.status = StepStatus::Skipped;
+            step.detail = Some(why.clone());
+        }
+        state.status = RecoveryStatus::Failed;
+        state.updated_at = now;
+        let recovery_id = state.recovery_id.clone();
+        let mut actions = vec![self.audit(
+            &recovery_id,
+            key,
+            ACTOR,
+            None,
+            AuditEvent::Skipped,
+            why.clone(),
+            now,
+        )?];
+        actions.extend(self.finish_with(key, Some(why), now)?);
+        Ok(actions)
+    }
+
+    /// The circuit breaker is open: the recovery waits for a human.
+    fn hold_for_approval(
+        &mut self,
+        key: &str,
+        why: String,
+        now: Millis,
+    ) -> Result<Vec<Action>, ProcessError> {
+        let Some(state) = self.recoveries.get_mut(key) else {
+            return Ok(Vec::new());
+        };
+        state.status = RecoveryStatus::AwaitingApproval;
+        state.updated_at = now;
+        let recovery_id = state.recovery_id.clone();
+        Ok(vec![
+            self.audit(
+                &recovery_id,
+                key,
+                ACTOR,
+                None,
+                AuditEvent::ApprovalRequested,
+                format!("{why}; waiting for a decision on the approvals topic"),
+                now,
+            )?,
+            self.emit_state(key)?,
+        ])
+    }
+
     fn finish(&mut self, key: &str, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        self.finish_with(key, None, now)
+    }
+
+    /// Ends the recovery; `blocked` names the safety rule that stopped it.
+    fn finish_with(
+        &mut self,
+        key: &str,
+        blocked: Option<String>,
+        now: Millis,
+    ) -> Result<Vec<Action>, ProcessError> {
         let Some(state) = self.recoveries.get_mut(key) else {
             return Ok(Vec::new());
         };
@@ -293,6 +483,7 @@ impl Orchestrate {
             .count();
         let failed = state.steps.iter().find(|s| s.status == StepStatus::Failed);
         let outcome = match (state.status, failed) {
+            _ if blocked.is_some() => Outcome::Skipped,
             (RecoveryStatus::Rejected, _) => Outcome::Rejected,
             (_, Some(_)) => Outcome::Failed,
             _ => Outcome::Succeeded,
@@ -306,6 +497,7 @@ impl Orchestrate {
         }
         state.updated_at = now;
         let detail = match (outcome, failed) {
+            _ if blocked.is_some() => blocked.unwrap_or_default(),
             (Outcome::Rejected, _) => format!(
                 "rejected by {}",
                 state.approver.as_deref().unwrap_or("unknown")
@@ -447,6 +639,7 @@ impl Processor for Orchestrate {
 
     fn reset(&mut self) {
         self.recoveries.clear();
+        self.breaker.clear();
     }
 
     fn restore(
@@ -461,11 +654,12 @@ impl Processor for Orchestrate {
                 self.recoveries.remove(&key);
             }
             Some(bytes) => {
-                let state =
+                let state: RecoveryState =
                     codec::decode(bytes).map_err(|e| ProcessError::Undecodable(e.to_string()))?;
                 self.recoveries.insert(key, state);
             }
         }
+        self.breaker_stale = true;
         Ok(())
     }
 

@@ -48,8 +48,18 @@ fn plan(key: &str, approval: bool) -> RecoveryPlan {
 /// Runs actions like the runner would: executes effects with `ok(step)` deciding success.
 fn drive(
     o: &mut Orchestrate,
+    actions: Vec<Action>,
+    ok: &dyn Fn(&PlanStep) -> bool,
+) -> Vec<OutputRecord> {
+    drive_at(o, actions, ok, 50)
+}
+
+/// [`drive`] with the effects' results arriving at `now`.
+fn drive_at(
+    o: &mut Orchestrate,
     mut actions: Vec<Action>,
     ok: &dyn Fn(&PlanStep) -> bool,
+    now: Millis,
 ) -> Vec<OutputRecord> {
     let mut out = Vec::new();
     while !actions.is_empty() {
@@ -72,7 +82,7 @@ fn drive(
                                 attempts: 1,
                                 http_status: None,
                             },
-                            50,
+                            now,
                         )
                         .expect("effect"),
                     );
@@ -196,7 +206,135 @@ fn a_second_plan_for_a_busy_deployment_is_skipped() {
     let out = drive(&mut o, first, &|_| true);
     let outs = outcomes(&out);
     assert_eq!(outs[0].outcome, Outcome::Skipped);
-    assert!(outs[0].detail.contains("pay/production#100"));
+    assert_eq!(
+        outs[0].detail,
+        "attached to recovery pay/production#100 of this deployment, which is still awaiting_approval"
+    );
+    assert_eq!(
+        o.recoveries()["pay/production"].attached_failures,
+        ["pay/production@100"],
+        "the new failure is attached to the recovery in progress"
+    );
+}
+
+const MINUTE: Millis = 60_000;
+
+fn states(out: &[OutputRecord]) -> Vec<&OutputRecord> {
+    out.iter()
+        .filter(|r| r.topic == "medic.recovery.state")
+        .collect()
+}
+
+#[test]
+fn a_second_rollback_inside_the_cooldown_is_refused_and_says_so() {
+    let mut o = orchestrate();
+    let first = o.on_plan(&plan("web/staging", false), 10).expect("ok");
+    assert_eq!(
+        outcomes(&drive(&mut o, first, &|_| true))[0].outcome,
+        Outcome::Succeeded
+    );
+
+    let mut again = plan("web/staging", false);
+    again.recovery_id = "web/staging#200".into();
+    let first = o.on_plan(&again, 10 + 5 * MINUTE).expect("ok");
+    let out = drive_at(&mut o, first, &|_| true, 10 + 5 * MINUTE);
+    let outs = outcomes(&out);
+    assert_eq!(outs[0].outcome, Outcome::Skipped);
+    assert_eq!(
+        outs[0].detail,
+        "cooldown: rollback_deployment ran on web/staging 4 min ago; no rollback_deployment before 15 min have passed"
+    );
+    let steps = &o.recoveries()["web/staging"].steps;
+    assert_eq!(
+        steps[0].status,
+        StepStatus::Succeeded,
+        "the notification before it ran"
+    );
+    assert!(steps[1..].iter().all(|s| s.status == StepStatus::Skipped));
+
+    let mut later = plan("web/staging", false);
+    later.recovery_id = "web/staging#300".into();
+    let first = o.on_plan(&later, 21 * MINUTE).expect("ok");
+    assert_eq!(
+        outcomes(&drive_at(&mut o, first, &|_| true, 21 * MINUTE))[0].outcome,
+        Outcome::Succeeded,
+        "after the cooldown the rollback runs"
+    );
+}
+
+#[test]
+fn the_circuit_breaker_trips_after_too_many_automated_actions_and_survives_a_restart() {
+    let config = OrchestrateConfig {
+        circuit_breaker_max_actions: 2,
+        ..OrchestrateConfig::default()
+    };
+    let mut o = Orchestrate::new(Topics::default(), config.clone());
+    let mut all = Vec::new();
+    for service in ["a", "b"] {
+        let first = o
+            .on_plan(&plan(&format!("{service}/staging"), false), 10)
+            .expect("ok");
+        all.extend(drive(&mut o, first, &|_| true));
+    }
+    let out = o.on_plan(&plan("c/staging", false), 20).expect("ok");
+    assert_eq!(
+        o.recoveries()["c/staging"].status,
+        RecoveryStatus::AwaitingApproval,
+        "two rollbacks in ten minutes: the third waits for a human"
+    );
+    let held: AuditRecord = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(r) if r.topic == "medic.audit" => {
+                codec::decode(r.value.as_deref().expect("value")).ok()
+            }
+            _ => None,
+        })
+        .find(|a: &AuditRecord| a.event == AuditEvent::ApprovalRequested)
+        .expect("approval requested");
+    assert!(
+        held.detail.starts_with(
+            "circuit breaker open: 2 automated actions in the last 10 minutes (limit 2)"
+        ),
+        "{}",
+        held.detail
+    );
+
+    // A restarted instance rebuilds the window from the state changelog.
+    all.extend(drive(&mut o, out, &|_| true));
+    let mut restarted = Orchestrate::new(Topics::default(), config);
+    for r in states(&all) {
+        restarted
+            .restore(&r.topic, r.key.as_bytes(), r.value.as_deref())
+            .expect("restores");
+    }
+    restarted
+        .on_plan(&plan("d/staging", false), 30)
+        .expect("ok");
+    assert_eq!(
+        restarted.recoveries()["d/staging"].status,
+        RecoveryStatus::AwaitingApproval
+    );
+    // Ten minutes later the window has moved on.
+    restarted
+        .on_plan(&plan("e/staging", false), 20 + 11 * MINUTE)
+        .expect("ok");
+    assert_eq!(
+        restarted.recoveries()["e/staging"].status,
+        RecoveryStatus::Running
+    );
+
+    // An approved recovery runs while the breaker is open.
+    let approval = Approval {
+        recovery_id: "d/staging#100".into(),
+        decision: ApprovalDecision::Approved,
+        approver: "alice".into(),
+        reason: None,
+        decided_at: 31,
+    };
+    let first = restarted.on_approval(&approval, 31).expect("ok");
+    let out = drive(&mut restarted, first, &|_| true);
+    assert_eq!(outcomes(&out)[0].outcome, Outcome::Succeeded);
 }
 
 #[test]
