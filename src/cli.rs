@@ -78,13 +78,13 @@ enum Command {
         /// The recovery id, e.g. checkout/production#1764400000500.
         recovery_id: String,
         /// Who decides; written to the audit trail.
-        #[arg(long, env = "USER")]
+        #[arg(long = "by", visible_alias = "approver", env = "USER")]
         approver: String,
         /// Reject instead of approve.
         #[arg(long)]
         reject: bool,
         /// Why, for the audit trail.
-        #[arg(long)]
+        #[arg(long = "comment", visible_alias = "reason")]
         reason: Option<String>,
     },
     /// Categorize text offline with the same code the categorize stage runs.
@@ -759,7 +759,11 @@ async fn run_bridge(
         .install_recorder()
         .ok();
     let state = BridgeState::new(&config.bridge, &settings, &topics.ci_events, metrics)
-        .map_err(|e| anyhow!(e))?;
+        .map_err(|e| anyhow!(e))?
+        .with_approvals(&config.bridge.approvals, &topics.approvals);
+    if !config.bridge.approvals.tokens.is_empty() {
+        tracing::info!(path = %config.bridge.approvals.path, "approvals endpoint");
+    }
     let address = listener.local_addr()?;
     let paths = state.paths();
     if paths.is_empty() {

@@ -337,6 +337,39 @@ pub struct BridgeConfig {
     pub circleci: PlatformEndpoint,
     /// medic's generic signed format.
     pub generic: PlatformEndpoint,
+    /// `POST {path}/{recovery_id}`: approve or reject a waiting recovery
+    /// (ChatOps bots, dashboards). Without tokens the endpoint answers 404.
+    pub approvals: ApprovalsEndpoint,
+}
+
+/// The approvals endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsEndpoint {
+    /// URL path prefix; the recovery id follows it.
+    pub path: String,
+    /// Bearer tokens allowed to decide, each with a name for the audit trail.
+    /// Tokens must be `${env:NAME}` or `${file:/path}`.
+    pub tokens: Vec<NamedToken>,
+}
+
+impl Default for ApprovalsEndpoint {
+    fn default() -> Self {
+        ApprovalsEndpoint {
+            path: "/approvals".into(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// A bearer token and who holds it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    /// Who holds the token, e.g. `chatops-bot`; recorded with every decision.
+    pub name: String,
+    /// The token.
+    pub token: String,
 }
 
 /// One platform's endpoint.
@@ -391,6 +424,7 @@ impl Default for BridgeConfig {
             azure_devops: PlatformEndpoint::at("/webhooks/azure-devops"),
             circleci: PlatformEndpoint::at("/webhooks/circleci"),
             generic: PlatformEndpoint::at("/webhooks/generic"),
+            approvals: ApprovalsEndpoint::default(),
         }
     }
 }
@@ -614,6 +648,15 @@ impl Config {
             for secret in endpoint.secrets.iter_mut() {
                 resolve_secret(secret, env, origin, &format!("bridge.{name}.secrets"), true)?;
             }
+        }
+        for t in self.bridge.approvals.tokens.iter_mut() {
+            resolve_secret(
+                &mut t.token,
+                env,
+                origin,
+                "bridge.approvals.tokens.token",
+                true,
+            )?;
         }
         for (name, api) in [
             ("github_status", &mut self.notify.github_status),

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use medic::bridge::verify::sign_hex;
 use medic::bridge::{serve, BridgeState};
-use medic::config::{BridgeConfig, PlatformEndpoint};
-use medic::domain::{CiEvent, CiPlatform, CiStatus};
+use medic::config::{ApprovalsEndpoint, BridgeConfig, NamedToken, PlatformEndpoint};
+use medic::domain::{Approval, ApprovalDecision, CiEvent, CiPlatform, CiStatus};
 use medic::kafka::ClientSettings;
 use reqwest::StatusCode;
 use std::sync::Arc;
@@ -46,7 +46,9 @@ struct Bridge {
 }
 
 fn start(c: &TestCluster, config: BridgeConfig, settings: &ClientSettings) -> Bridge {
-    let state = BridgeState::new(&config, settings, &c.topics.ci_events, None).expect("state");
+    let state = BridgeState::new(&config, settings, &c.topics.ci_events, None)
+        .expect("state")
+        .with_approvals(&config.approvals, &c.topics.approvals);
     let listener = c
         .runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -513,4 +515,84 @@ fn hex_to_base64(hex: &str) -> String {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn approvals_over_http_need_a_token_and_name_who_decided() {
+    let c = embedded("bridge-approvals");
+    let mut config = config();
+    config.approvals = ApprovalsEndpoint {
+        path: "/approvals".into(),
+        tokens: vec![NamedToken {
+            name: "chatops-bot".into(),
+            token: "s3cret-token".into(),
+        }],
+    };
+    let b = start(&c, config, &c.settings);
+    let id = "checkout%2Fproduction%231764400000500";
+    let bearer = |t: &str| vec![("Authorization", format!("Bearer {t}"))];
+    let body = |s: &str| s.as_bytes().to_vec();
+
+    let (status, text) = post(
+        &c,
+        &b,
+        &format!("/approvals/{id}"),
+        &[],
+        body(r#"{"by":"alice"}"#),
+    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    let (status, _) = post(
+        &c,
+        &b,
+        &format!("/approvals/{id}"),
+        &bearer("guess"),
+        body(r#"{"by":"alice"}"#),
+    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, text) = post(
+        &c,
+        &b,
+        "/approvals/not-a-recovery",
+        &bearer("s3cret-token"),
+        body(r#"{"by":"alice"}"#),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("is not a recovery id"), "{text}");
+    let (status, text) = post(
+        &c,
+        &b,
+        &format!("/approvals/{id}"),
+        &bearer("s3cret-token"),
+        body(r#"{"by":"alice","decision":"maybe"}"#),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("neither approve nor reject"), "{text}");
+    let (status, text) = post(
+        &c,
+        &b,
+        &format!("/approvals/{id}"),
+        &bearer("s3cret-token"),
+        body(r#"{"by":"al\nice"}"#),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+
+    let (status, text) = post(
+        &c,
+        &b,
+        &format!("/approvals/{id}"),
+        &bearer("s3cret-token"),
+        body(r#"{"by":"alice","decision":"reject","comment":"change freeze"}"#),
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let approvals: Vec<Approval> = c.read(&c.topics.approvals, 1, Duration::from_secs(20));
+    assert_eq!(
+        approvals.len(),
+        1,
+        "only the authorised, valid request produced"
+    );
+    let a = &approvals[0];
+    assert_eq!(a.recovery_id, "checkout/production#1764400000500");
+    assert_eq!(a.decision, ApprovalDecision::Rejected);
+    assert_eq!(a.approver, "alice (via chatops-bot)");
+    assert_eq!(a.reason.as_deref(), Some("change freeze"));
 }

@@ -1,5 +1,6 @@
 //! The CI/CD webhook bridge: verified webhooks in, `CiEvent`s out.
 
+pub mod approvals;
 pub mod server;
 pub mod verify;
 

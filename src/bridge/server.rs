@@ -16,7 +16,7 @@ use crate::kafka::runner::ID_HEADER;
 use crate::kafka::ClientSettings;
 use crate::timefmt::wall_clock;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,6 +43,7 @@ pub struct BridgeState {
     ready: Mutex<Option<(Instant, bool)>>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     produce_unused: bool,
+    approvals: Option<super::approvals::Approvals>,
 }
 
 fn platform_of(name: &str) -> CiPlatform {
@@ -101,7 +102,19 @@ impl BridgeState {
             ready: Mutex::new(None),
             metrics,
             produce_unused: config.produce_unused_events,
+            approvals: None,
         })
+    }
+
+    /// Serves `POST {path}/{recovery_id}` for `config`'s tokens, producing
+    /// approvals to `topic` (nothing when no token is configured).
+    pub fn with_approvals(
+        mut self,
+        config: &crate::config::ApprovalsEndpoint,
+        topic: &str,
+    ) -> Self {
+        self.approvals = super::approvals::Approvals::new(config, topic);
+        self
     }
 
     /// Replaces the clock (tests of timestamped signatures).
@@ -136,6 +149,33 @@ pub fn router(state: Arc<BridgeState>, body_limit: usize) -> Router {
                       headers: HeaderMap,
                       body: Bytes| async move {
                     webhook(state, platform, addr, uri, headers, body).await
+                },
+            ),
+        );
+    }
+    if let Some(approvals) = &state.approvals {
+        router = router.route(
+            &format!("{}/{{*recovery_id}}", approvals.path),
+            post(
+                |State(state): State<Arc<BridgeState>>,
+                 Path(recovery_id): Path<String>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    match &state.approvals {
+                        Some(a) => {
+                            super::approvals::decide(
+                                a,
+                                &state.producer,
+                                state.produce_timeout,
+                                (state.clock)(),
+                                &recovery_id,
+                                &headers,
+                                &body,
+                            )
+                            .await
+                        }
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
                 },
             ),
         );
