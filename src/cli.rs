@@ -135,6 +135,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recoveries by strategy and outcome, success and zero-downtime rates,
+    /// time to recover, manual interventions and failures prevented, from the
+    /// outcome topic (needs --brokers).
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recovery strategies: list, draw, check.
     Strategies {
         #[command(subcommand)]
@@ -439,6 +447,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Strategies { command } => strategies_command(&config, &topics, command),
+        Command::Stats { json } => {
+            let settings = real_cluster(&config, "stats")?;
+            let mut outcomes = Vec::new();
+            let mut unreadable = 0u64;
+            read_topic(
+                &settings,
+                &topics.outcomes,
+                None,
+                Duration::from_secs(120),
+                |_, value| {
+                    match value.map(medic::codec::decode) {
+                        Some(Ok(o)) => outcomes.push(o),
+                        _ => unreadable += 1,
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| anyhow!(e))?;
+            if unreadable > 0 {
+                eprintln!(
+                    "medic: {unreadable} records on {} could not be read and are not counted",
+                    topics.outcomes
+                );
+            }
+            let stats = medic::stats::Stats::from_outcomes(&outcomes);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{stats}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate {
             policy,
             input,

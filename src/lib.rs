@@ -33,5 +33,6 @@ pub mod domain;
 pub mod executors;
 pub mod kafka;
 pub mod stages;
+pub mod stats;
 pub mod timefmt;
 pub mod topics;

@@ -113,9 +113,9 @@ fn a_production_recovery_waits_for_medic_approve_and_records_the_approver() {
         .args([
             "approve",
             &recovery,
-            "--approver",
+            "--by",
             "alice",
-            "--reason",
+            "--comment",
             "checked the dashboards",
         ])
         .args([
@@ -156,6 +156,23 @@ fn a_production_recovery_waits_for_medic_approve_and_records_the_approver() {
         "people were told"
     );
     drop(running);
+
+    let stats = medic()
+        .args(["stats", "--json", "--brokers", &c.settings.brokers])
+        .args(["--topic-prefix", &c.topics.prefix])
+        .output()
+        .expect("runs");
+    assert!(stats.status.success(), "{stats:?}");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
+    assert_eq!(stats["recoveries"], 1);
+    assert_eq!(stats["manual_interventions"], 1, "alice approved it");
+    assert_eq!(stats["success_rate"], 1.0);
+    assert_eq!(
+        stats["zero_downtime_rate"], 0.0,
+        "the recovery rolled back: service was interrupted"
+    );
+    assert_eq!(stats["failures_prevented"], 1, "no CI run had reported it");
+    assert!(stats["mean_time_to_recover_secs"].as_f64().is_some());
 }
 
 #[test]

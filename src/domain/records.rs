@@ -358,6 +358,10 @@ pub struct RecoveryOutcome {
     pub detail: String,
     #[serde(default)]
     pub ci: Option<CiRef>,
+    #[serde(default)]
+    pub approver: Option<String>,
+    #[serde(default)]
+    pub actions: Vec<String>,
 }
 
 /// One recovery action or decision (schema `AuditRecord`, public contract).

@@ -670,6 +670,8 @@ mod tests {
             steps_succeeded: 1,
             detail: String::new(),
             ci: None,
+            approver: None,
+            actions: vec![],
         }
     }
 

@@ -359,6 +359,8 @@ mod tests {
             steps_succeeded: 4,
             detail: "4 of 4 steps recorded (dry run)".into(),
             ci: None,
+            approver: None,
+            actions: vec![],
         }
     }
 

@@ -146,6 +146,8 @@ impl Orchestrate {
                     steps_succeeded: 0,
                     detail: detail.clone(),
                     ci: plan.ci.clone(),
+                    approver: None,
+                    actions: Vec::new(),
                 };
                 let key = plan.deployment_key.clone();
                 if let Some(current) = self.recoveries.get_mut(&key) {
@@ -536,6 +538,13 @@ impl Orchestrate {
             steps_succeeded: succeeded as i32,
             detail: detail.clone(),
             ci: state.ci.clone(),
+            approver: state.approver.clone(),
+            actions: state
+                .steps
+                .iter()
+                .filter(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Failed))
+                .map(|s| s.action.clone())
+                .collect(),
         };
         let recovery_id = state.recovery_id.clone();
         Ok(vec![
