@@ -178,6 +178,7 @@ pub async fn drive(
         "deployment", "failure type", "severity", "strategy"
     )
     .ok();
+    let mut answered = std::collections::BTreeSet::new();
     while report.outcomes.len() < expected.len() && Instant::now() < deadline {
         let polled = tokio::task::block_in_place(|| watcher.poll(Duration::from_millis(100)));
         let Some(Ok(msg)) = polled else { continue };
@@ -188,9 +189,13 @@ pub async fn drive(
             // Approve in answer to the recovery waiting for it, as a ChatOps bot
             // answering the approval_needed notification would.
             let state: RecoveryState = codec::decode(payload).map_err(|e| e.to_string())?;
-            if state.status == RecoveryStatus::AwaitingApproval
-                && !report.approved.contains(&state.recovery_id)
-            {
+            // One answer per gate: a recovery may pass more than one.
+            let gate = format!(
+                "{}@{}",
+                state.recovery_id,
+                state.cursor.as_deref().unwrap_or_default()
+            );
+            if state.status == RecoveryStatus::AwaitingApproval && answered.insert(gate) {
                 let approval = Approval {
                     recovery_id: state.recovery_id.clone(),
                     decision: ApprovalDecision::Approved,
@@ -203,7 +208,9 @@ pub async fn drive(
                     .await
                     .map_err(|_| "demo producer closed".to_string())?
                     .map_err(|(e, _)| format!("approving: {e}"))?;
-                report.approved.push(state.recovery_id);
+                if !report.approved.contains(&state.recovery_id) {
+                    report.approved.push(state.recovery_id);
+                }
             }
         } else {
             let outcome: RecoveryOutcome = codec::decode(payload).map_err(|e| e.to_string())?;

@@ -226,12 +226,15 @@ fn orchestrate_resumes_mid_recovery_without_repeating_a_finished_step() {
     let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, LONG);
     drop(running);
 
+    // The expected path: notify, scale up, readiness check, notify (steps 0-3).
+    let path = medic::stages::decide::program::expected_path(&plan.steps);
+    assert_eq!(path.len(), 4);
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     assert_eq!(outcomes[0].outcome, Outcome::Succeeded);
-    assert_eq!(outcomes[0].steps_succeeded, plan.steps.len() as i32);
+    assert_eq!(outcomes[0].steps_succeeded, 4);
     let calls = crash.calls.lock().expect("calls").clone();
     let id = &plan.recovery_id;
-    let mut expected: Vec<String> = (0..plan.steps.len()).map(|i| format!("{id}/{i}")).collect();
+    let mut expected: Vec<String> = path.iter().map(|s| format!("{id}/{}", s.index)).collect();
     expected.insert(3, format!("{id}/2"));
     assert_eq!(
         calls, expected,
@@ -242,11 +245,9 @@ fn orchestrate_resumes_mid_recovery_without_repeating_a_finished_step() {
     let last = states.last().expect("state");
     assert_eq!(last.status, RecoveryStatus::Succeeded);
     assert_eq!(last.steps[2].attempts, 2);
-    assert!(last
-        .steps
+    assert!(path
         .iter()
-        .enumerate()
-        .all(|(i, s)| i == 2 || s.attempts == 1));
+        .all(|p| p.index == 2 || last.steps[p.index as usize].attempts == 1));
 }
 
 fn signal(key: &str, text: &str, at: i64) -> Signal {

@@ -336,6 +336,20 @@ pub struct RecoveryState {
     pub last_disruptive: BTreeMap<String, Millis>,
     #[serde(default)]
     pub attached_failures: Vec<String>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub waiting_until: Option<Millis>,
+    #[serde(default)]
+    pub phases: Vec<PhaseSpan>,
+}
+
+/// One phase of a recovery (schema `PhaseSpan`, inside `RecoveryState`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSpan {
+    pub phase: Phase,
+    pub started_at: Millis,
+    pub finished_at: Option<Millis>,
 }
 
 /// How one recovery ended (schema `RecoveryOutcome`, public contract).

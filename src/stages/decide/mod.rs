@@ -17,6 +17,7 @@
 //! deployment this instance holds to rank strategies.
 
 pub mod policy;
+pub mod program;
 pub mod render;
 pub mod select;
 pub mod simulate;
@@ -114,7 +115,7 @@ impl Decide {
             terminal: Some("resolved".into()),
         };
         if !acts {
-            plan.steps = notify_only_steps(failure, "below the severity medic acts on");
+            plan.steps = notify_only_steps(failure, "below the severity medic acts on", "resolved");
             plan.decision_path = path;
             return plan;
         }
@@ -132,7 +133,7 @@ impl Decide {
                 answer: "none applies: tell the owners".into(),
                 inputs: selection_inputs(failure),
             });
-            plan.steps = notify_only_steps(failure, "no recovery strategy applies");
+            plan.steps = notify_only_steps(failure, "no recovery strategy applies", "escalated");
             plan.terminal = Some("escalated".into());
             plan.decision_path = path;
             return plan;
@@ -216,19 +217,16 @@ impl Decide {
                 ),
             ]),
         });
-        let walk = tree::walk(
-            strategy,
-            failure,
-            WalkOptions {
-                gate_risky: !gate_reason.is_empty(),
-                gate_reason: &gate_reason,
-                gate_timeout_secs: self.config.approval_timeout_secs,
-            },
-        );
+        let options = WalkOptions {
+            gate_risky: !gate_reason.is_empty(),
+            gate_reason: &gate_reason,
+            gate_timeout_secs: self.config.approval_timeout_secs,
+        };
+        let walk = tree::walk(strategy, failure, options);
         path.extend(walk.decisions);
         plan.strategy = strategy.id.clone();
         plan.requires_approval = walk.gated;
-        plan.steps = walk.steps;
+        plan.steps = program::program(strategy, failure, options);
         plan.decision_path = path;
         plan.terminal = Some(walk.terminal.as_str().into());
         plan.estimated_duration_ms = i64::from(strategy.estimated_duration_minutes) * 60_000;
@@ -315,19 +313,35 @@ fn selection_inputs(failure: &CategorizedFailure) -> BTreeMap<String, String> {
     ])
 }
 
-/// The single step of a plan that only tells the owners.
-fn notify_only_steps(failure: &CategorizedFailure, why: &str) -> Vec<PlanStep> {
-    vec![PlanStep {
-        index: 0,
-        phase: Phase::PostRecovery,
-        action: "notify".into(),
-        target: failure.deployment_key.clone(),
-        params: BTreeMap::from([
-            ("channel".into(), "owners".into()),
-            ("message".into(), why.into()),
-        ]),
-        timeout_ms: 60_000,
-    }]
+/// The program of a plan that only tells the owners.
+fn notify_only_steps(failure: &CategorizedFailure, why: &str, outcome: &str) -> Vec<PlanStep> {
+    vec![
+        PlanStep {
+            index: 0,
+            phase: Phase::PostRecovery,
+            action: "notify".into(),
+            target: failure.deployment_key.clone(),
+            params: BTreeMap::from([
+                ("node".into(), "tell_owners".into()),
+                ("next".into(), "done".into()),
+                ("channel".into(), "owners".into()),
+                ("message".into(), why.into()),
+            ]),
+            timeout_ms: 60_000,
+        },
+        PlanStep {
+            index: 1,
+            phase: Phase::PostRecovery,
+            action: "end".into(),
+            target: failure.deployment_key.clone(),
+            params: BTreeMap::from([
+                ("node".into(), "done".into()),
+                ("outcome".into(), outcome.into()),
+                ("message".into(), why.into()),
+            ]),
+            timeout_ms: 0,
+        },
+    ]
 }
 
 /// `service/env#first_seen`: one recovery per failure, stable across replays.
@@ -466,7 +480,10 @@ mod tests {
     }
 
     fn actions(plan: &RecoveryPlan) -> Vec<&str> {
-        plan.steps.iter().map(|s| s.action.as_str()).collect()
+        program::expected_path(&plan.steps)
+            .iter()
+            .map(|s| s.action.as_str())
+            .collect()
     }
 
     #[test]
@@ -568,6 +585,32 @@ mod tests {
             .position(|s| s.node == "rollback" && s.question.starts_with("What does"))
             .expect("the rollback");
         assert!(gate < rollback);
+
+        // The program the orchestrator walks: the transient check is decided,
+        // a gate stands before the rollback, fallbacks are there.
+        let node = |id: &str| {
+            plan.steps
+                .iter()
+                .find(|s| s.params["node"] == id)
+                .unwrap_or_else(|| panic!("no step {id} in {:#?}", plan.steps))
+        };
+        assert_eq!(plan.steps[0].params["node"], "announce");
+        assert_eq!(node("announce").params["next"], "rollback.approval");
+        let gate = node("rollback.approval");
+        assert_eq!(gate.action, "gate");
+        assert_eq!(gate.params["implicit"], "true");
+        assert_eq!(gate.params["next"], "rollback");
+        assert_eq!(gate.params["timeout_secs"], "3600");
+        assert_eq!(node("escalate").action, "escalate");
+        assert_eq!(node("escalated").params["outcome"], "escalated");
+        assert!(
+            plan.steps
+                .iter()
+                .all(|s| s.params["node"] != "flaky" && s.params["node"] != "retry"),
+            "a decided condition and the branch it did not take are not in the program"
+        );
+        let indexes: Vec<i32> = plan.steps.iter().map(|s| s.index).collect();
+        assert_eq!(indexes, (0..plan.steps.len() as i32).collect::<Vec<_>>());
     }
 
     #[test]

@@ -216,12 +216,25 @@ pub fn explain(
             let _ = writeln!(out, "      {:<20} read {}", "", inputs.join(", "));
         }
     }
-    let _ = writeln!(out, "\nsteps");
+    let _ = writeln!(
+        out,
+        "\nprogram ({} nodes; * = expected path: every action succeeds, every check passes)",
+        plan.steps.len()
+    );
+    let expected: Vec<i32> = super::program::expected_path(&plan.steps)
+        .iter()
+        .map(|s| s.index)
+        .collect();
     for s in &plan.steps {
         let params: Vec<String> = s.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             out,
-            "  {:>2}. {:<18} {:<22} {}",
+            "{} {:>2}. {:<18} {:<22} {}",
+            if expected.contains(&s.index) {
+                "*"
+            } else {
+                " "
+            },
             s.index,
             s.phase.as_str(),
             s.action,

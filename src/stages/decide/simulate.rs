@@ -68,7 +68,7 @@ pub struct PlanSummary {
     pub requires_approval: bool,
     /// How the expected path ends.
     pub terminal: Option<String>,
-    /// Actions in order.
+    /// Actions of the expected path, in order.
     pub actions: Vec<String>,
 }
 
@@ -78,7 +78,10 @@ impl PlanSummary {
             strategy: plan.strategy.clone(),
             requires_approval: plan.requires_approval,
             terminal: plan.terminal.clone(),
-            actions: plan.steps.iter().map(|s| s.action.clone()).collect(),
+            actions: super::program::expected_path(&plan.steps)
+                .iter()
+                .map(|s| s.action.clone())
+                .collect(),
         }
     }
 }

@@ -16,8 +16,6 @@ use std::collections::BTreeMap;
 /// Where the walk ended and what it passed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Walk {
-    /// Steps for the orchestrator, in order.
-    pub steps: Vec<PlanStep>,
     /// One entry per node visited (and per gate added).
     pub decisions: Vec<DecisionStep>,
     /// How the expected path ends.
@@ -44,9 +42,10 @@ pub struct WalkOptions<'a> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Prepared {
     /// The decision, when it does not depend on the failure.
-    decision: Option<DecisionStep>,
-    /// Steps with `index` and `target` still to fill in.
-    steps: Vec<PlanStep>,
+    pub(super) decision: Option<DecisionStep>,
+    /// Program steps with `index` and `target` still to fill in; edges
+    /// (`next`, `on_failure`, ...) name the tree's nodes as written.
+    pub(super) steps: Vec<PlanStep>,
 }
 
 /// Prepares every node of `strategy` (see [`Prepared`]).
@@ -69,6 +68,28 @@ fn template(phase: Phase, action: &str, params: BTreeMap<String, String>, secs: 
     }
 }
 
+/// A gate step: `implicit` when medic added it before a risky action.
+pub(super) fn gate_template(
+    id: &str,
+    next: &str,
+    on_timeout: Option<&str>,
+    timeout_secs: u64,
+    implicit: bool,
+) -> PlanStep {
+    let mut params = BTreeMap::from([
+        ("node".into(), id.to_string()),
+        ("next".into(), next.to_string()),
+        ("timeout_secs".into(), timeout_secs.to_string()),
+    ]);
+    if let Some(t) = on_timeout {
+        params.insert("on_timeout".into(), t.to_string());
+    }
+    if implicit {
+        params.insert("implicit".into(), "true".into());
+    }
+    template(Phase::Preparation, "gate", params, timeout_secs)
+}
+
 fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
     let fixed =
         |question: String, answer: String| Some(decision(id, question, answer, BTreeMap::new()));
@@ -78,7 +99,16 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
                 "How does the recovery end?".into(),
                 format!("{}: {message}", outcome.as_str()),
             ),
-            steps: Vec::new(),
+            steps: vec![template(
+                Phase::PostRecovery,
+                "end",
+                BTreeMap::from([
+                    ("node".into(), id.to_string()),
+                    ("outcome".into(), outcome.as_str().into()),
+                    ("message".into(), message.clone()),
+                ]),
+                0,
+            )],
         },
         // The answer depends on the failure; only the question is fixed.
         Node::Condition { check, .. } if check.field.is_some() => Prepared {
@@ -92,6 +122,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
         } => {
             let mut params = check_params(check);
             params.insert("node".into(), id.to_string());
+            params.insert("next".into(), on_true.clone());
             params.insert("if_unhealthy".into(), on_false.clone());
             Prepared {
                 decision: fixed(
@@ -113,6 +144,9 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
         } => {
             let mut p = stringify(params);
             p.insert("node".into(), id.to_string());
+            if let Some(n) = next {
+                p.insert("next".into(), n.clone());
+            }
             if let Some(f) = on_failure {
                 p.insert("on_failure".into(), f.clone());
             }
@@ -135,7 +169,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
         Node::Gate {
             timeout_secs,
             on_timeout,
-            ..
+            next,
         } => Prepared {
             decision: fixed(
                 "Does a human approve?".into(),
@@ -145,7 +179,13 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
                     on_timeout.as_deref().unwrap_or("fails")
                 ),
             ),
-            steps: Vec::new(),
+            steps: vec![gate_template(
+                id,
+                next,
+                on_timeout.as_deref(),
+                timeout_secs.unwrap_or(0),
+                false,
+            )],
         },
         Node::Parallel {
             branches,
@@ -160,25 +200,44 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
                     if *join == Join::All { "all" } else { "any one" }
                 ),
             ),
-            steps: branches
-                .iter()
-                .filter_map(|branch| match strategy.nodes.get(branch) {
-                    Some(Node::Action {
-                        action,
-                        params,
-                        phase,
-                        timeout_secs,
-                        ..
-                    }) => {
-                        let mut params = stringify(params);
-                        params.insert("node".into(), branch.clone());
-                        params.insert("parallel".into(), id.to_string());
-                        params.insert("join".into(), join.as_str().into());
-                        Some(template(*phase, action, params, *timeout_secs))
-                    }
-                    _ => None,
-                })
-                .collect(),
+            steps: std::iter::once(template(
+                branches
+                    .first()
+                    .and_then(|b| match strategy.nodes.get(b) {
+                        Some(Node::Action { phase, .. }) => Some(*phase),
+                        _ => None,
+                    })
+                    .unwrap_or(Phase::ImmediateResponse),
+                "parallel",
+                BTreeMap::from([
+                    ("node".into(), id.to_string()),
+                    ("branches".into(), branches.join(",")),
+                    ("join".into(), join.as_str().into()),
+                    ("next".into(), next.clone()),
+                ]),
+                0,
+            ))
+            .chain(
+                branches
+                    .iter()
+                    .filter_map(|branch| match strategy.nodes.get(branch) {
+                        Some(Node::Action {
+                            action,
+                            params,
+                            phase,
+                            timeout_secs,
+                            ..
+                        }) => {
+                            let mut params = stringify(params);
+                            params.insert("node".into(), branch.clone());
+                            params.insert("parallel".into(), id.to_string());
+                            params.insert("join".into(), join.as_str().into());
+                            Some(template(*phase, action, params, *timeout_secs))
+                        }
+                        _ => None,
+                    }),
+            )
+            .collect(),
         },
         Node::Wait {
             delay_secs,
@@ -189,6 +248,12 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
         } => {
             let mut params = until.as_ref().map(check_params).unwrap_or_default();
             params.insert("node".into(), id.to_string());
+            params.insert("next".into(), next.clone());
+            // A wait belongs to the phase of what it waits for.
+            let phase = match strategy.nodes.get(next) {
+                Some(Node::Action { phase, .. }) => *phase,
+                _ => Phase::Validation,
+            };
             let (secs, answer) = match (delay_secs, until) {
                 (Some(d), _) => {
                     params.insert("delay_secs".into(), d.to_string());
@@ -211,7 +276,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
             };
             Prepared {
                 decision: fixed("How long to wait?".into(), answer),
-                steps: vec![template(Phase::Preparation, "wait", params, secs)],
+                steps: vec![template(phase, "wait", params, secs)],
             }
         }
     }
@@ -222,13 +287,11 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
 /// steps as it has nodes and ends `failed`.
 pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOptions<'_>) -> Walk {
     let mut w = Walk {
-        steps: Vec::with_capacity(8),
         decisions: Vec::with_capacity(12),
         terminal: TerminalOutcome::Failed,
         message: String::new(),
         gated: false,
     };
-    let mut phase = Phase::Preparation;
     let mut current = strategy.root.as_str();
     for _ in 0..=strategy.nodes.len() {
         let Some(node) = strategy.nodes.get(current) else {
@@ -241,17 +304,6 @@ pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOpti
             None => {
                 scratch = prepare_node(strategy, current, node);
                 &scratch
-            }
-        };
-        let add_steps = |w: &mut Walk, phase: Phase, fixed_phase: bool| {
-            for t in &prepared.steps {
-                let mut step = t.clone();
-                step.index = w.steps.len() as i32;
-                step.target.clone_from(&failure.deployment_key);
-                if !fixed_phase {
-                    step.phase = phase.max(t.phase);
-                }
-                w.steps.push(step);
             }
         };
         let next = match node {
@@ -292,18 +344,11 @@ pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOpti
                     next
                 }
                 None => {
-                    phase = phase.max(Phase::Validation);
-                    add_steps(&mut w, phase, false);
                     w.decisions.extend(prepared.decision.clone());
                     on_true
                 }
             },
-            Node::Action {
-                action,
-                phase: node_phase,
-                next,
-                ..
-            } => {
+            Node::Action { action, next, .. } => {
                 if options.gate_risky && !w.gated && RISKY_ACTIONS.contains(&action.as_str()) {
                     w.gated = true;
                     w.decisions.push(decision(
@@ -316,8 +361,6 @@ pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOpti
                         BTreeMap::from([("action".into(), action.clone())]),
                     ));
                 }
-                phase = phase.max(*node_phase);
-                add_steps(&mut w, phase, true);
                 let Some(next) = next else {
                     w.message = format!("action '{current}' has no next node");
                     return w;
@@ -331,15 +374,10 @@ pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOpti
                 next
             }
             Node::Parallel { next, .. } => {
-                add_steps(&mut w, phase, true);
-                if let Some(latest) = prepared.steps.iter().map(|s| s.phase).max() {
-                    phase = phase.max(latest);
-                }
                 w.decisions.extend(prepared.decision.clone());
                 next
             }
             Node::Wait { next, .. } => {
-                add_steps(&mut w, phase, false);
                 w.decisions.extend(prepared.decision.clone());
                 next
             }
@@ -575,28 +613,29 @@ strategies:
       gave_up: {type: terminal, outcome: failed, message: gave up}
 "#;
 
-    fn run(severity: Severity) -> Walk {
+    fn run(severity: Severity) -> (Walk, Vec<PlanStep>) {
         let policy = Policy::load(&[("t.yaml".into(), EVERY_NODE.into())]).expect("valid");
         let s = policy.strategy("every_node").expect("loaded");
         let f =
             crate::stages::decide::test_failure(FailureType::Network, severity, "staging", false);
-        walk(
-            s,
-            &f,
-            WalkOptions {
-                gate_risky: false,
-                gate_reason: "",
-                gate_timeout_secs: 1,
-            },
+        let options = WalkOptions {
+            gate_risky: false,
+            gate_reason: "",
+            gate_timeout_secs: 1,
+        };
+        (
+            walk(s, &f, options),
+            crate::stages::decide::program::program(s, &f, options),
         )
     }
 
     #[test]
     fn every_node_type_leaves_its_trace() {
-        let w = run(Severity::Critical);
+        let (w, program) = run(Severity::Critical);
+        let path = crate::stages::decide::program::expected_path(&program);
         assert!(w.gated, "the explicit gate is on the path");
         assert_eq!(w.terminal, TerminalOutcome::Resolved);
-        let actions: Vec<&str> = w.steps.iter().map(|s| s.action.as_str()).collect();
+        let actions: Vec<&str> = path.iter().map(|s| s.action.as_str()).collect();
         assert_eq!(
             actions,
             [
@@ -606,9 +645,9 @@ strategies:
                 "run_health_check"
             ]
         );
-        assert_eq!(w.steps[0].params["parallel"], "together");
-        assert_eq!(w.steps[1].params["join"], "any");
-        let wait = &w.steps[2];
+        assert_eq!(path[0].params["parallel"], "together");
+        assert_eq!(path[1].params["join"], "any");
+        let wait = path[2];
         assert_eq!(
             (
                 wait.params["metric"].as_str(),
@@ -618,7 +657,7 @@ strategies:
         );
         assert_eq!(wait.params["on_deadline"], "gave_up");
         assert_eq!(wait.timeout_ms, 300_000);
-        let check = &w.steps[3];
+        let check = path[3];
         assert_eq!(check.params["metric"], "p99_latency_ms");
         assert_eq!(check.params["if_unhealthy"], "gave_up");
         assert_eq!(check.phase, Phase::Validation);
@@ -633,10 +672,28 @@ strategies:
             "the policy always asks: waits up to 600 s, then gave_up"
         );
 
-        let calm = run(Severity::Low);
+        let (calm, calm_program) = run(Severity::Low);
         assert!(!calm.gated);
-        assert_eq!(calm.steps.len(), 1);
-        assert_eq!(calm.steps[0].params["delay_secs"], "45");
+        let calm_path = crate::stages::decide::program::expected_path(&calm_program);
+        assert_eq!(calm_path.len(), 1);
+        assert_eq!(calm_path[0].params["delay_secs"], "45");
+        assert_eq!(
+            calm_program
+                .iter()
+                .map(|s| s.action.as_str())
+                .collect::<Vec<_>>(),
+            ["wait", "end"],
+            "the severe branch cannot be reached: it is not in the program"
+        );
+        let gate = &program[0];
+        assert_eq!(
+            (
+                gate.action.as_str(),
+                gate.params["next"].as_str(),
+                gate.params["on_timeout"].as_str()
+            ),
+            ("gate", "together", "gave_up")
+        );
         assert_eq!(calm.decisions[0].answer, "no: severity is low, go to calm");
     }
 

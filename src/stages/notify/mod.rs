@@ -492,6 +492,9 @@ mod tests {
             ci: Some(ci),
             last_disruptive: Default::default(),
             attached_failures: vec![],
+            cursor: None,
+            waiting_until: None,
+            phases: vec![],
         };
         let bytes = codec::encode(&state).expect("encodes");
         let rec = InputRecord {
