@@ -210,7 +210,14 @@ impl Api<'_> {
         }
         let response = builder.send().await.map_err(|e| {
             let builder_error = e.is_builder();
-            let detail = format!("{what}: request failed: {}", e.without_url());
+            let e = e.without_url();
+            let mut detail = format!("{what}: request failed: {e}");
+            // reqwest's message is generic; the cause (refused, TLS, ...) is in the chain.
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                detail.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
             if builder_error {
                 StepError::permanent(detail)
             } else {

@@ -358,7 +358,9 @@ impl KubeConnection {
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(10))
+            // An API server does not redirect; a redirect is a misconfigured proxy.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &tls.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ConnectionError::Client(format!("the CA is not PEM: {e}")))?;
