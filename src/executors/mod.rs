@@ -5,8 +5,10 @@
 //! real executors (CI APIs, Kubernetes) are configured; notifications go to the
 //! [`Webhook`] sink.
 
+pub mod argo_rollouts;
 mod commit_status;
 mod dry_run;
+pub mod kubernetes;
 pub mod step;
 mod webhook;
 
