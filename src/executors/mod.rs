@@ -4,10 +4,21 @@
 //! [`EffectResult`] back to the stage. Recovery steps go to [`DryRun`] until
 //! real executors (CI APIs, Kubernetes) are configured; notifications go to the
 //! [`Webhook`] sink.
+//!
+//! Recovery-step executors implement [`step::StepExecutor`]: [`http`]
+//! (configured requests), [`command`] (configured programs, never a shell),
+//! [`github`] (GitHub Actions runs and deployments) and [`gitlab`] (GitLab CI
+//! jobs and pipelines).
 
+pub mod command;
 mod commit_status;
 mod dry_run;
+pub mod github;
+pub mod gitlab;
+pub mod http;
+mod outbound;
 pub mod step;
+mod template;
 mod webhook;
 
 pub use commit_status::{CommitStatusSink, StatusTarget};
