@@ -830,3 +830,26 @@ async fn gitlab_refuses_failures_without_a_gitlab_pipeline() {
     assert!(e.retryable && e.http_status == Some(500), "{e:?}");
     assert!(!e.detail.contains("glpat-test"), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_command_that_leaves_a_process_behind_still_finishes() {
+    // The background sleep keeps stdout open after the shell has exited.
+    let executor = command(
+        "restart_service",
+        &["/bin/sh", "-c", "/usr/bin/sleep 3 & echo restarted"],
+    );
+    let started = std::time::Instant::now();
+    let done = executor
+        .run(&step("restart_service"))
+        .await
+        .expect("exit 0");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        done.detail,
+        "/bin/sh exited with status 0; stdout: restarted"
+    );
+}

@@ -26,6 +26,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 const KEEP: usize = 4096;
 /// Bytes of output shown in the audit trail.
 const SHOWN: usize = 200;
+/// How long output is still read after the program exited.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Configuration of the command executor.
 #[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
@@ -187,27 +189,24 @@ fn argument_value(slot: &Slot, value: &str) -> Result<String, StepError> {
     }
 }
 
-/// Reads `from` to the end, keeping the last [`KEEP`] bytes.
-async fn tail(from: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+/// Reads `from` to the end into `kept`, keeping the last [`KEEP`] bytes
+/// (the caller may stop reading early and still has what was read).
+async fn tail(from: Option<impl AsyncRead + Unpin>, kept: &mut Vec<u8>) {
     let Some(mut from) = from else {
-        return Vec::new();
+        return;
     };
-    let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 kept.extend_from_slice(&buf[..n]);
-                if kept.len() > 2 * KEEP {
+                if kept.len() > KEEP {
                     kept.drain(..kept.len() - KEEP);
                 }
             }
         }
     }
-    let excess = kept.len().saturating_sub(KEEP);
-    kept.drain(..excess);
-    kept
 }
 
 /// Carries out recovery steps by running configured programs.
@@ -259,11 +258,31 @@ impl CommandExecutor {
         let mut child = command
             .spawn()
             .map_err(|e| StepError::permanent(format!("cannot start {program}: {e}")))?;
-        let (stdout, stderr, status) = tokio::join!(
-            tail(child.stdout.take()),
-            tail(child.stderr.take()),
-            child.wait()
-        );
+        // Output is read while the program runs (a full pipe would stall it).
+        // Once it has exited, a process it left in the background may still
+        // hold the pipes open: reading then stops after a short grace period.
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let (exited, on_exit) = tokio::sync::oneshot::channel::<()>();
+        let wait = async {
+            let status = child.wait().await;
+            let _ = exited.send(());
+            status
+        };
+        let read = async {
+            let both = async {
+                tokio::join!(tail(out, &mut stdout), tail(err, &mut stderr));
+            };
+            let grace = async {
+                let _ = on_exit.await;
+                tokio::time::sleep(OUTPUT_GRACE).await;
+            };
+            tokio::select! {
+                () = both => {}
+                () = grace => {}
+            }
+        };
+        let (status, ()) = tokio::join!(wait, read);
         let status =
             status.map_err(|e| StepError::permanent(format!("lost track of {program}: {e}")))?;
         if status.success() {
