@@ -4,12 +4,24 @@
 //! [`EffectResult`] back to the stage. Recovery steps go to [`DryRun`] until
 //! real executors (CI APIs, Kubernetes) are configured; notifications go to the
 //! [`Webhook`] sink.
+//!
+//! Recovery-step executors implement [`step::StepExecutor`]: [`http`]
+//! (configured requests), [`command`] (configured programs, never a shell),
+//! [`github`] (GitHub Actions runs and deployments), [`gitlab`] (GitLab CI
+//! jobs and pipelines), [`kubernetes`] (Deployments) and [`argo_rollouts`]
+//! (Argo Rollouts). [`step::StepRouter`] picks one per action.
 
 pub mod argo_rollouts;
+pub mod command;
 mod commit_status;
 mod dry_run;
+pub mod github;
+pub mod gitlab;
+pub mod http;
 pub mod kubernetes;
+mod outbound;
 pub mod step;
+mod template;
 mod webhook;
 
 pub use commit_status::{CommitStatusSink, StatusTarget};
