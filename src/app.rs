@@ -13,6 +13,7 @@ use crate::stages::decide::{policy::Policy, Decide};
 use crate::stages::ingest::Ingest;
 use crate::stages::notify::Notify;
 use crate::stages::orchestrate::Orchestrate;
+use crate::stages::shadow::Shadow;
 use crate::stages::{Processor, StageName};
 use crate::topics::Topics;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Rules {
     pub pack: RulePack,
     /// Recovery strategies.
     pub policy: Arc<Policy>,
+    /// The candidate policy of shadow mode, when `shadow.policy_files` names one.
+    pub shadow_policy: Option<Arc<Policy>>,
 }
 
 impl Rules {
@@ -36,6 +39,7 @@ impl Rules {
         Rules {
             pack: RulePack::default_pack(),
             policy: Arc::new(Policy::default_policy()),
+            shadow_policy: None,
         }
     }
 }
@@ -46,6 +50,11 @@ pub fn rules(config: &Config) -> anyhow::Result<Rules> {
     Ok(Rules {
         pack: RulePack::load_files(&config.categorize.rule_packs)?,
         policy: Arc::new(Policy::load_files(&config.decide.policy_files)?),
+        shadow_policy: if config.shadow.policy_files.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Policy::load_files(&config.shadow.policy_files)?))
+        },
     })
 }
 
@@ -72,6 +81,15 @@ pub fn processor(
         StageName::Orchestrate => {
             Box::new(Orchestrate::new(topics.clone(), config.orchestrate.clone()))
         }
+        StageName::Shadow => Box::new(Shadow::new(
+            topics.clone(),
+            config.decide.clone(),
+            config.orchestrate.clone(),
+            rules
+                .shadow_policy
+                .clone()
+                .unwrap_or_else(|| rules.policy.clone()),
+        )),
         StageName::Notify => Box::new(
             Notify::new(topics.clone(), config.notify.webhook_url.is_some())
                 .with_commit_statuses(status_platforms(config)),

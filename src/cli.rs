@@ -207,6 +207,9 @@ enum StageArg {
     Decide,
     Orchestrate,
     Notify,
+    /// The candidate policy of `shadow.policy_files` on live failures, in dry
+    /// run, outcomes to medic.shadow.outcomes (not part of `all`).
+    Shadow,
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +313,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 StageArg::Decide => vec![StageName::Decide],
                 StageArg::Orchestrate => vec![StageName::Orchestrate],
                 StageArg::Notify => vec![StageName::Notify],
+                StageArg::Shadow => vec![StageName::Shadow],
             };
             run_stages(config, &topics, &stages).await
         }
@@ -849,6 +853,9 @@ async fn run_stages(
 ) -> anyhow::Result<ExitCode> {
     check_layout()?;
     let rules = app::rules(&config)?;
+    if stages.contains(&StageName::Shadow) && rules.shadow_policy.is_none() {
+        bail!("shadow mode needs a candidate policy: set shadow.policy_files");
+    }
     let mut _embedded = None;
     let brokers = match &config.kafka.brokers {
         Some(b) => b.clone(),

@@ -36,6 +36,17 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The CI/CD webhook bridge.
     pub bridge: BridgeConfig,
+    /// `medic run shadow`: a candidate policy on live failures, acting on nothing.
+    pub shadow: ShadowConfig,
+}
+
+/// Shadow mode.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    /// Policy files of the candidate policy, applied over the built-in one
+    /// (not over `decide.policy_files`: list those too if the candidate keeps them).
+    pub policy_files: Vec<PathBuf>,
 }
 
 /// Cluster connection and naming.

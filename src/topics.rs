@@ -66,6 +66,7 @@ topic_files!(
     "medic.recovery.approvals.yaml",
     "medic.recovery.state.yaml",
     "medic.recovery.outcomes.yaml",
+    "medic.shadow.outcomes.yaml",
     "medic.audit.yaml",
     "medic.notifications.yaml",
     "medic.deadletter.yaml",
@@ -117,6 +118,8 @@ pub struct Topics {
     pub state: String,
     /// Recovery outcomes.
     pub outcomes: String,
+    /// Outcomes under a candidate policy (`medic run shadow`).
+    pub shadow_outcomes: String,
     /// Audit trail.
     pub audit: String,
     /// Notification delivery records.
@@ -141,6 +144,7 @@ impl Topics {
             approvals: t("recovery.approvals"),
             state: t("recovery.state"),
             outcomes: t("recovery.outcomes"),
+            shadow_outcomes: t("shadow.outcomes"),
             audit: t("audit"),
             notifications: t("notifications"),
             deadletter: t("deadletter"),

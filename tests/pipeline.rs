@@ -325,3 +325,47 @@ fn decoding_what_the_pipeline_wrote_needs_no_configuration() {
         (FailureType::Configuration, "configuration_fix")
     );
 }
+
+/// Counts every call; shadow mode must make none.
+#[derive(Default)]
+struct Forbidden {
+    calls: Mutex<Vec<String>>,
+}
+
+impl Executor for Forbidden {
+    fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(request.key().to_string());
+        }
+        Box::pin(async move {
+            EffectResult {
+                idempotency_key: request.key().to_string(),
+                success: false,
+                detail: "shadow mode must not call an executor".into(),
+                attempts: 1,
+                http_status: None,
+            }
+        })
+    }
+}
+
+#[test]
+fn shadow_mode_writes_outcomes_of_its_own_and_calls_no_executor() {
+    let mut c = embedded("shadow");
+    c.config.orchestrate.dry_run = false;
+    let failure: CategorizedFailure =
+        serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
+            .expect("example");
+    c.produce_avro(&c.topics.failures, &failure.deployment_key, &failure);
+    let forbidden = Arc::new(Forbidden::default());
+    let (running, _) = c.start_one(StageName::Shadow, forbidden.clone());
+    let shadow: Vec<RecoveryOutcome> = c.read(&c.topics.shadow_outcomes, 1, LONG);
+    drop(running);
+    assert_eq!(shadow.len(), 1, "{shadow:?}");
+    assert_eq!(shadow[0].recovery_id, "checkout/production#1764400000500");
+    assert_eq!(shadow[0].outcome, Outcome::Succeeded);
+    assert!(shadow[0].dry_run);
+    assert!(forbidden.calls.lock().expect("calls").is_empty());
+    let live: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, Duration::from_secs(2));
+    assert!(live.is_empty(), "nothing on the live outcome topic");
+}

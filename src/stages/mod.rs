@@ -12,6 +12,7 @@ pub mod decide;
 pub mod ingest;
 pub mod notify;
 pub mod orchestrate;
+pub mod shadow;
 
 use crate::codec::{self, AvroRecord};
 use crate::domain::{CiPlatform, Millis, PlanStep};
@@ -30,6 +31,8 @@ pub enum StageName {
     Orchestrate,
     /// Outcomes and state to notifications.
     Notify,
+    /// A candidate policy on live failures, in dry run (not part of `all`).
+    Shadow,
 }
 
 impl StageName {
@@ -50,6 +53,7 @@ impl StageName {
             StageName::Decide => "decide",
             StageName::Orchestrate => "orchestrate",
             StageName::Notify => "notify",
+            StageName::Shadow => "shadow",
         }
     }
 }

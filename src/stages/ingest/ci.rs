@@ -55,6 +55,9 @@ pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> O
                 .map(str::to_string),
             Some(event.run_id.clone()),
         ),
+        (CiPlatform::GitlabCi, "Pipeline Hook") => (Some(event.run_id.clone()), None),
+        // Other GitLab events (deployments) carry ids that are not runs.
+        (CiPlatform::GitlabCi, _) => (None, None),
         _ => (Some(event.run_id.clone()), None),
     };
     Some(Signal {
