@@ -1,8 +1,15 @@
 //! Wiring: builds each stage's processor and executors from the configuration
 //! and runs stages on their own threads under supervision.
 
-use crate::config::Config;
+use crate::config::{Config, ExecutorsConfig};
 use crate::domain::CiPlatform;
+use crate::executors::argo_rollouts::ArgoRolloutsExecutor;
+use crate::executors::command::CommandExecutor;
+use crate::executors::github::GithubExecutor;
+use crate::executors::gitlab::GitlabExecutor;
+use crate::executors::http::HttpExecutor;
+use crate::executors::kubernetes::KubernetesExecutor;
+use crate::executors::step::{Retry, StepExecutor, StepRouter};
 use crate::executors::{
     CommitStatusSink, DryRun, Executor, Executors, StatusTarget, Unconfigured, Webhook,
 };
@@ -16,6 +23,7 @@ use crate::stages::orchestrate::Orchestrate;
 use crate::stages::shadow::Shadow;
 use crate::stages::{Processor, StageName};
 use crate::topics::Topics;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -108,13 +116,6 @@ pub fn executors(config: &Config) -> Result<Executors, String> {
         )?),
         None => Arc::new(Unconfigured),
     };
-    if !config.orchestrate.dry_run {
-        return Err(
-            "orchestrate.dry_run is false, but no real recovery executor is available yet; \
-                    keep dry_run: true"
-                .into(),
-        );
-    }
     let target = |api: &crate::config::StatusApi| -> Result<Option<StatusTarget>, String> {
         match &api.token {
             None => Ok(None),
@@ -131,10 +132,92 @@ pub fn executors(config: &Config) -> Result<Executors, String> {
         Duration::from_millis(config.notify.webhook_timeout_ms),
     )?;
     Ok(Executors {
-        steps: Arc::new(DryRun::new()),
+        steps: Arc::new(step_router(&config.orchestrate.executors)?),
         notifications,
         statuses: Arc::new(statuses),
     })
+}
+
+/// The recovery-step executors of `config`: each configured kind built and
+/// checked, every route pointing at a configured kind that supports its action.
+pub fn step_router(config: &ExecutorsConfig) -> Result<StepRouter, String> {
+    let field = |kind: &str, e: String| format!("orchestrate.executors.{kind}: {e}");
+    let dry_run: Arc<dyn StepExecutor> = Arc::new(DryRun::new());
+    let mut kinds: BTreeMap<&str, Arc<dyn StepExecutor>> = BTreeMap::new();
+    kinds.insert("dry_run", dry_run.clone());
+    if let Some(c) = &config.http {
+        kinds.insert(
+            "http",
+            Arc::new(HttpExecutor::new(c).map_err(|e| field("http", e))?),
+        );
+    }
+    if let Some(c) = &config.command {
+        kinds.insert(
+            "command",
+            Arc::new(CommandExecutor::new(c).map_err(|e| field("command", e))?),
+        );
+    }
+    if let Some(c) = &config.github {
+        kinds.insert(
+            "github",
+            Arc::new(GithubExecutor::new(c).map_err(|e| field("github", e))?),
+        );
+    }
+    if let Some(c) = &config.gitlab {
+        kinds.insert(
+            "gitlab",
+            Arc::new(GitlabExecutor::new(c).map_err(|e| field("gitlab", e))?),
+        );
+    }
+    if let Some(c) = &config.kubernetes {
+        kinds.insert(
+            "kubernetes",
+            Arc::new(KubernetesExecutor::new(c).map_err(|e| field("kubernetes", e.to_string()))?),
+        );
+    }
+    if let Some(c) = &config.argo_rollouts {
+        kinds.insert(
+            "argo_rollouts",
+            Arc::new(
+                ArgoRolloutsExecutor::new(c).map_err(|e| field("argo_rollouts", e.to_string()))?,
+            ),
+        );
+    }
+    let lookup = |kind: &str, what: &str| -> Result<Arc<dyn StepExecutor>, String> {
+        kinds.get(kind).cloned().ok_or_else(|| {
+            format!(
+                "{what}: executor '{kind}' is not configured (configured: {})",
+                kinds.keys().copied().collect::<Vec<_>>().join(", ")
+            )
+        })
+    };
+    let mut routes = BTreeMap::new();
+    for (action, kind) in &config.routes {
+        if !crate::stages::decide::policy::ACTIONS
+            .iter()
+            .any(|(a, _)| a == action)
+        {
+            return Err(format!(
+                "orchestrate.executors.routes: '{action}' is not an action medic knows"
+            ));
+        }
+        routes.insert(
+            action.clone(),
+            lookup(kind, &format!("orchestrate.executors.routes.{action}"))?,
+        );
+    }
+    let fallback = lookup(&config.default, "orchestrate.executors.default")?;
+    StepRouter::new(
+        routes,
+        fallback,
+        dry_run,
+        Retry {
+            attempts: config.attempts.max(1),
+            initial_backoff: Duration::from_millis(config.initial_backoff_ms),
+            max_backoff: Duration::from_millis(config.max_backoff_ms),
+        },
+    )
+    .map_err(|e| format!("orchestrate.executors.routes: {e}"))
 }
 
 /// CI platforms the configuration can write commit statuses to.

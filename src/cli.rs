@@ -541,6 +541,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig => {
             let rules = app::rules(&config)?;
+            app::executors(&config).map_err(|e| anyhow!(e))?;
             println!(
                 "ok: brokers={} delivery.mode={} topic_prefix={} dry_run={} webhook={} rule_pack={} policy={}",
                 config.kafka.brokers.as_deref().unwrap_or("(embedded)"),

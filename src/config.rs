@@ -237,6 +237,56 @@ pub struct OrchestrateConfig {
     pub circuit_breaker_max_actions: u32,
     /// The circuit breaker's window.
     pub circuit_breaker_window_minutes: u64,
+    /// Which executor carries out which action, and their settings.
+    pub executors: ExecutorsConfig,
+}
+
+/// Recovery-step executors: one kind per action, retries, and each kind's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorsConfig {
+    /// Action → executor kind: `dry_run`, `http`, `command`, `github`,
+    /// `gitlab`, `kubernetes` or `argo_rollouts`. Checked at start: the kind
+    /// must be configured below and support the action.
+    pub routes: BTreeMap<String, String>,
+    /// The kind for actions without a route.
+    pub default: String,
+    /// Attempts per step (timeouts, connection errors, 429 and 5xx are retried).
+    pub attempts: u32,
+    /// Wait before the second attempt, doubled after each, in milliseconds.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between attempts, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Configured HTTP requests per action.
+    pub http: Option<crate::executors::http::HttpConfig>,
+    /// Configured programs per action (argv, never a shell).
+    pub command: Option<crate::executors::command::CommandConfig>,
+    /// GitHub Actions: re-run failed jobs, cancel runs, deployment statuses.
+    pub github: Option<crate::executors::github::GithubConfig>,
+    /// GitLab CI: retry jobs or pipelines, cancel pipelines.
+    pub gitlab: Option<crate::executors::gitlab::GitlabConfig>,
+    /// Kubernetes Deployments: rollout restart, undo, scale.
+    pub kubernetes: Option<crate::executors::kubernetes::KubernetesConfig>,
+    /// Argo Rollouts: abort and undo, retry.
+    pub argo_rollouts: Option<crate::executors::kubernetes::KubernetesConfig>,
+}
+
+impl Default for ExecutorsConfig {
+    fn default() -> Self {
+        ExecutorsConfig {
+            routes: BTreeMap::new(),
+            default: "dry_run".into(),
+            attempts: 3,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 30_000,
+            http: None,
+            command: None,
+            github: None,
+            gitlab: None,
+            kubernetes: None,
+            argo_rollouts: None,
+        }
+    }
 }
 
 impl Default for OrchestrateConfig {
@@ -247,6 +297,7 @@ impl Default for OrchestrateConfig {
             cooldown_actions: vec!["restart_service".into(), "rollback_deployment".into()],
             circuit_breaker_max_actions: 30,
             circuit_breaker_window_minutes: 10,
+            executors: ExecutorsConfig::default(),
         }
     }
 }
@@ -658,6 +709,75 @@ impl Config {
         for (name, endpoint) in self.bridge.endpoints_mut() {
             for secret in endpoint.secrets.iter_mut() {
                 resolve_secret(secret, env, origin, &format!("bridge.{name}.secrets"), true)?;
+            }
+        }
+        let x = &mut self.orchestrate.executors;
+        if let Some(g) = x.github.as_mut() {
+            resolve_secret(
+                &mut g.token,
+                env,
+                origin,
+                "orchestrate.executors.github.token",
+                true,
+            )?;
+        }
+        if let Some(g) = x.gitlab.as_mut() {
+            resolve_secret(
+                &mut g.token,
+                env,
+                origin,
+                "orchestrate.executors.gitlab.token",
+                true,
+            )?;
+        }
+        for (name, k) in [
+            ("kubernetes", x.kubernetes.as_mut()),
+            ("argo_rollouts", x.argo_rollouts.as_mut()),
+        ] {
+            if let Some(token) = k.and_then(|k| k.token.as_mut()) {
+                resolve_secret(
+                    token,
+                    env,
+                    origin,
+                    &format!("orchestrate.executors.{name}.token"),
+                    true,
+                )?;
+            }
+        }
+        if let Some(h) = x.http.as_mut() {
+            for (action, a) in h.actions.iter_mut() {
+                if let Some(secret) = a.hmac_secret.as_mut() {
+                    resolve_secret(
+                        secret,
+                        env,
+                        origin,
+                        &format!("orchestrate.executors.http.actions.{action}.hmac_secret"),
+                        true,
+                    )?;
+                }
+                // Header values may carry credentials (`Authorization`): references are resolved, plain text is allowed.
+                for (header, value) in a.headers.iter_mut() {
+                    resolve_secret(
+                        value,
+                        env,
+                        origin,
+                        &format!("orchestrate.executors.http.actions.{action}.headers.{header}"),
+                        false,
+                    )?;
+                }
+            }
+        }
+        if let Some(c) = x.command.as_mut() {
+            for (action, a) in c.actions.iter_mut() {
+                for (name, value) in a.env.iter_mut() {
+                    resolve_secret(
+                        value,
+                        env,
+                        origin,
+                        &format!("orchestrate.executors.command.actions.{action}.env.{name}"),
+                        false,
+                    )?;
+                }
             }
         }
         for t in self.bridge.approvals.tokens.iter_mut() {

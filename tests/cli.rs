@@ -43,6 +43,38 @@ fn a_bad_config_file_stops_medic_with_file_line_and_field() {
 
     let ok = medic().arg("check-config").output().expect("runs");
     assert!(ok.status.success(), "defaults are valid");
+
+    // Executor routes are checked at start too.
+    for (yaml, error) in [
+        (
+            "orchestrate:\n  executors:\n    routes: {restart_service: kubernetes}\n",
+            "orchestrate.executors.routes.restart_service: executor 'kubernetes' is not configured (configured: dry_run)",
+        ),
+        (
+            "orchestrate:\n  executors:\n    routes: {restart_service: github}\n    github: {token: \"${env:MEDIC_TEST_GH_TOKEN}\"}\n",
+            "orchestrate.executors.routes: executor github cannot carry out restart_service",
+        ),
+        (
+            "orchestrate:\n  executors:\n    routes: {reboot_everything: dry_run}\n",
+            "orchestrate.executors.routes: 'reboot_everything' is not an action medic knows",
+        ),
+        (
+            "orchestrate:\n  executors:\n    github: {token: ghp_written_in_the_file}\n",
+            "orchestrate.executors.github.token: secrets must not be written in the config file",
+        ),
+    ] {
+        std::fs::write(&file, yaml).expect("write");
+        let out = medic()
+            .arg("check-config")
+            .arg("--config")
+            .arg(&file)
+            .env("MEDIC_TEST_GH_TOKEN", "t0ken")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{yaml}");
+        assert!(stderr.contains(error), "{yaml}: {stderr}");
+    }
 }
 
 #[test]

@@ -258,3 +258,145 @@ impl Executor for StepRouter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails with `errors` in turn, then succeeds; or sleeps forever when `hang`.
+    struct Scripted {
+        errors: Vec<StepError>,
+        calls: AtomicU32,
+        hang: bool,
+    }
+
+    impl StepExecutor for Scripted {
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+        fn supports(&self, action: &str) -> bool {
+            action != "failover"
+        }
+        fn run<'a>(&'a self, _request: &'a StepRequest) -> BoxFuture<'a, StepResult> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) as usize;
+            Box::pin(async move {
+                if self.hang {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                match self.errors.get(n) {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(StepDone {
+                        detail: format!("done on call {}", n + 1),
+                        http_status: Some(200),
+                    }),
+                }
+            })
+        }
+    }
+
+    fn request(timeout_ms: u64) -> StepRequest {
+        StepRequest {
+            idempotency_key: "web/prod#1/2".into(),
+            recovery_id: "web/prod#1".into(),
+            deployment_key: "web/prod".into(),
+            service: "web".into(),
+            environment: "prod".into(),
+            action: "restart_service".into(),
+            params: BTreeMap::new(),
+            ci: None,
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    fn router(executor: Arc<dyn StepExecutor>) -> StepRouter {
+        StepRouter::new(
+            BTreeMap::from([("restart_service".to_string(), executor.clone())]),
+            executor.clone(),
+            executor,
+            Retry {
+                attempts: 3,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
+            },
+        )
+        .expect("router")
+    }
+
+    fn run(executor: Scripted, timeout_ms: u64) -> (EffectResult, u32) {
+        let executor = Arc::new(executor);
+        let r = router(executor.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let result = rt.block_on(r.run(executor.as_ref(), &request(timeout_ms)));
+        (result, executor.calls.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn retryable_failures_are_retried_with_the_same_key_and_permanent_ones_are_not() {
+        let (result, calls) = run(
+            Scripted {
+                errors: vec![
+                    StepError::from_status(503, "busy"),
+                    StepError::transient("reset"),
+                ],
+                calls: AtomicU32::new(0),
+                hang: false,
+            },
+            1000,
+        );
+        assert!(result.success, "{result:?}");
+        assert_eq!((calls, result.attempts), (3, 3));
+        assert_eq!(result.idempotency_key, "web/prod#1/2");
+        assert_eq!(result.detail, "scripted: done on call 3");
+
+        let (result, calls) = run(
+            Scripted {
+                errors: vec![StepError::from_status(404, "no such deployment")],
+                calls: AtomicU32::new(0),
+                hang: false,
+            },
+            1000,
+        );
+        assert!(!result.success);
+        assert_eq!(calls, 1, "a 404 is not retried");
+        assert_eq!(result.http_status, Some(404));
+        assert_eq!(result.detail, "scripted: no such deployment");
+    }
+
+    #[test]
+    fn an_attempt_that_outlives_its_timeout_fails_and_is_retried() {
+        let (result, calls) = run(
+            Scripted {
+                errors: vec![],
+                calls: AtomicU32::new(0),
+                hang: true,
+            },
+            20,
+        );
+        assert!(!result.success);
+        assert_eq!(calls, 3);
+        assert_eq!(result.detail, "scripted: no answer within 20 ms");
+    }
+
+    #[test]
+    fn a_route_to_an_executor_that_cannot_do_the_action_is_refused_at_start() {
+        let e: Arc<dyn StepExecutor> = Arc::new(Scripted {
+            errors: vec![],
+            calls: AtomicU32::new(0),
+            hang: false,
+        });
+        let refused = StepRouter::new(
+            BTreeMap::from([("failover".to_string(), e.clone())]),
+            e.clone(),
+            e,
+            Retry::default(),
+        );
+        assert_eq!(
+            refused.err().as_deref(),
+            Some("executor scripted cannot carry out failover")
+        );
+    }
+}
