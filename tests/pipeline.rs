@@ -369,3 +369,80 @@ fn shadow_mode_writes_outcomes_of_its_own_and_calls_no_executor() {
     let live: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, Duration::from_secs(2));
     assert!(live.is_empty(), "nothing on the live outcome topic");
 }
+
+/// Orchestrate with real executors: a rollback and a health check go to the
+/// HTTP executor (a local server here), the rest is recorded.
+#[test]
+fn orchestrate_calls_the_configured_executor_with_the_step_key() {
+    let (url, seen) = common::http::server(vec![200, 503, 200]);
+    let mut c = embedded("executors");
+    let yaml = format!(
+        "routes: {{rollback_deployment: http, run_health_check: http}}\n\
+         attempts: 2\ninitial_backoff_ms: 10\n\
+         http:\n  actions:\n    \
+         rollback_deployment: {{method: POST, url: \"{url}/rollback/{{service}}\", body: {{revision: \"{{param.to_revision}}\"}}}}\n    \
+         run_health_check: {{method: GET, url: \"{url}/health/{{service}}?check={{param.check}}\"}}\n"
+    );
+    c.config.orchestrate.dry_run = false;
+    c.config.orchestrate.executors = serde_yaml_ng::from_str(&yaml).expect("executors config");
+    let executor: Arc<dyn Executor> =
+        Arc::new(medic::app::executors(&c.config).expect("executors"));
+    let mut failure: CategorizedFailure =
+        serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
+            .expect("example");
+    failure.failure_type = FailureType::Application;
+    failure.environment = "staging".into();
+    failure.deployment_key = "checkout/staging".into();
+    let plan = medic::stages::decide::Decide::new(
+        c.topics.clone(),
+        c.config.decide.clone(),
+        medic::app::Rules::builtin().policy,
+    )
+    .plan(&failure, 1);
+    c.produce_avro(&c.topics.plans, &plan.deployment_key, &plan);
+    let (running, _) = c.start_one(StageName::Orchestrate, executor);
+    let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, LONG);
+    drop(running);
+
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes[0].outcome,
+        Outcome::Succeeded,
+        "{}",
+        outcomes[0].detail
+    );
+    assert!(!outcomes[0].dry_run);
+    let seen = seen.lock().expect("seen").clone();
+    let lines: Vec<&str> = seen.iter().map(|(h, _)| h[0].as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /hooks/medic/rollback/checkout HTTP/1.1",
+            "GET /hooks/medic/health/checkout?check=readiness HTTP/1.1",
+            "GET /hooks/medic/health/checkout?check=readiness HTTP/1.1",
+        ],
+        "the health check answered 503 once and was retried"
+    );
+    assert_eq!(seen[0].1, r#"{"revision":"previous"}"#);
+    let key = |headers: &[String]| {
+        headers.iter().find_map(|h| {
+            h.to_ascii_lowercase()
+                .strip_prefix("idempotency-key: ")
+                .map(str::to_string)
+        })
+    };
+    let rollback = plan
+        .steps
+        .iter()
+        .find(|s| s.action == "rollback_deployment")
+        .expect("rollback");
+    assert_eq!(
+        key(&seen[0].0),
+        Some(format!("{}/{}", plan.recovery_id, rollback.index).to_ascii_lowercase())
+    );
+    assert_eq!(
+        key(&seen[1].0),
+        key(&seen[2].0),
+        "a retry carries the same key"
+    );
+}
