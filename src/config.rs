@@ -239,6 +239,57 @@ pub struct OrchestrateConfig {
     pub circuit_breaker_window_minutes: u64,
     /// Which executor carries out which action, and their settings.
     pub executors: ExecutorsConfig,
+    /// What a recovery may do to each environment (the original design's
+    /// `recovery_constraints`); environments not listed have none.
+    pub constraints: BTreeMap<String, EnvironmentConstraints>,
+}
+
+/// What a recovery may do to one environment.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvironmentConstraints {
+    /// Longest interruption a single action may cause. Restarts and rollbacks
+    /// run as rolling variants (no interruption); failover, isolating a
+    /// component and (unless acceptable) read-only mode are expected to
+    /// interrupt for up to their timeout, and a recovery that would exceed
+    /// this escalates instead.
+    pub max_downtime_minutes: u64,
+    /// Passed to executors with every restart, rollback and scale, for
+    /// rollout settings (`min_availability_percent` parameter).
+    pub min_availability_percent: Option<f64>,
+    /// Whether read-only mode counts as acceptable (not as downtime).
+    pub readonly_mode_acceptable: bool,
+    /// A human approves before the first automated action, whatever the plan says.
+    pub requires_approval: bool,
+    /// A failed notification fails the recovery; elsewhere notifications are
+    /// best effort and the recovery goes on.
+    pub notification_required: bool,
+}
+
+impl Default for EnvironmentConstraints {
+    fn default() -> Self {
+        EnvironmentConstraints {
+            max_downtime_minutes: 30,
+            min_availability_percent: None,
+            readonly_mode_acceptable: true,
+            requires_approval: false,
+            notification_required: false,
+        }
+    }
+}
+
+fn default_constraints() -> BTreeMap<String, EnvironmentConstraints> {
+    let env = |downtime, approval, notification| EnvironmentConstraints {
+        max_downtime_minutes: downtime,
+        requires_approval: approval,
+        notification_required: notification,
+        ..EnvironmentConstraints::default()
+    };
+    BTreeMap::from([
+        ("production".to_string(), env(5, true, true)),
+        ("staging".to_string(), env(15, false, true)),
+        ("development".to_string(), env(30, false, false)),
+    ])
 }
 
 /// Recovery-step executors: one kind per action, retries, and each kind's settings.
@@ -298,6 +349,7 @@ impl Default for OrchestrateConfig {
             circuit_breaker_max_actions: 30,
             circuit_breaker_window_minutes: 10,
             executors: ExecutorsConfig::default(),
+            constraints: default_constraints(),
         }
     }
 }

@@ -458,6 +458,18 @@ impl Orchestrate {
             },
             _ => match step.status {
                 StepStatus::Succeeded => Next::Move(i, StepStatus::Succeeded, next),
+                // Notifications are best effort unless the environment requires them.
+                StepStatus::Failed
+                    if step.action == "notify"
+                        && param(step, "on_failure").is_none()
+                        && !self
+                            .config
+                            .constraints
+                            .get(&state.environment)
+                            .is_some_and(|c| c.notification_required) =>
+                {
+                    Next::Move(i, StepStatus::Failed, next)
+                }
                 StepStatus::Failed => {
                     let fallback = ["on_failure", "if_unhealthy", "on_deadline"]
                         .iter()
@@ -617,7 +629,35 @@ impl Orchestrate {
                     actions.extend(self.block(key, why, now)?);
                     return Ok(actions);
                 }
+                let constraints = self.config.constraints.get(&state.environment);
+                if let Some(why) = constraints.and_then(|c| downtime(c, step, &state.environment)) {
+                    let recovery_id = state.recovery_id.clone();
+                    actions.push(self.audit(
+                        &recovery_id,
+                        key,
+                        ACTOR,
+                        None,
+                        AuditEvent::Skipped,
+                        why.clone(),
+                        now,
+                    )?);
+                    actions.extend(self.finish(
+                        key,
+                        Outcome::Failed,
+                        format!("escalated: {why}"),
+                        now,
+                    )?);
+                    return Ok(actions);
+                }
                 if automated(&action) && state.approver.is_none() {
+                    if constraints.is_some_and(|c| c.requires_approval) {
+                        let why = format!(
+                            "{} requires a human's approval before automated actions",
+                            state.environment
+                        );
+                        actions.extend(self.hold_for_approval(key, why, now)?);
+                        return Ok(actions);
+                    }
                     if let Some(why) = self.breaker_open(now) {
                         actions.extend(self.hold_for_approval(key, why, now)?);
                         return Ok(actions);
@@ -629,6 +669,9 @@ impl Orchestrate {
             };
             let step = &mut state.steps[i];
             if step.status == StepStatus::Pending {
+                if let Some(c) = self.config.constraints.get(&state.environment) {
+                    variant(c, step);
+                }
                 if automated(&step.action) {
                     self.breaker.push_back(now);
                 }
@@ -1150,6 +1193,45 @@ impl Processor for Orchestrate {
         }
         actions.extend(self.due(now)?);
         Ok(actions)
+    }
+}
+
+/// Why `step` would interrupt `environment` longer than its constraints
+/// allow, if it would. Failover and isolating a component interrupt for up
+/// to their timeout; so does read-only mode where it is not acceptable.
+fn downtime(
+    c: &crate::config::EnvironmentConstraints,
+    step: &StepState,
+    environment: &str,
+) -> Option<String> {
+    let interrupts = match step.action.as_str() {
+        "failover" | "isolate_component" => true,
+        "enable_readonly_mode" => !c.readonly_mode_acceptable,
+        _ => false,
+    };
+    let minutes = (step.timeout_ms.max(0) as u64).div_ceil(60_000);
+    (interrupts && minutes > c.max_downtime_minutes).then(|| {
+        format!(
+            "{} may interrupt {environment} for up to {minutes} min; {environment} allows {} min",
+            step.action, c.max_downtime_minutes
+        )
+    })
+}
+
+/// The variant of `step` the constraints call for: restarts and rollbacks
+/// roll (no interruption), and executors learn the availability to keep.
+fn variant(c: &crate::config::EnvironmentConstraints, step: &mut StepState) {
+    if matches!(
+        step.action.as_str(),
+        "restart_service" | "rollback_deployment" | "scale_resources"
+    ) {
+        if step.action != "scale_resources" {
+            step.params.insert("rolling".into(), "true".into());
+        }
+        if let Some(p) = c.min_availability_percent {
+            step.params
+                .insert("min_availability_percent".into(), p.to_string());
+        }
     }
 }
 

@@ -706,3 +706,100 @@ fn a_restarted_instance_resumes_a_started_step_once_with_the_same_key() {
         "never repeated"
     );
 }
+
+fn decided_with(t: FailureType, severity: Severity, env: &str) -> RecoveryPlan {
+    let d = crate::stages::decide::Decide::new(
+        Topics::default(),
+        crate::config::DecideConfig::default(),
+        std::sync::Arc::new(crate::stages::decide::policy::Policy::default_policy()),
+    );
+    d.plan(
+        &crate::stages::decide::test_failure(t, severity, env, false),
+        5,
+    )
+}
+
+#[test]
+fn production_constraints_hold_for_approval_roll_and_refuse_long_interruptions() {
+    // A restart in production waits for a human (requires_approval) and rolls.
+    let mut o = orchestrate();
+    let plan = decided_with(FailureType::Infrastructure, Severity::High, "production");
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let out = drive_at(&mut o, first, &|_| true, 10);
+    assert_eq!(executed(&out), ["notify"]);
+    assert_eq!(
+        o.recoveries()["svc/production"].status,
+        RecoveryStatus::AwaitingApproval
+    );
+    let approval = Approval {
+        recovery_id: plan.recovery_id.clone(),
+        decision: ApprovalDecision::Approved,
+        approver: "alice".into(),
+        reason: None,
+        decided_at: 11,
+    };
+    let first = o.on_approval(&approval, 11).expect("ok");
+    let restart = first
+        .iter()
+        .find_map(|a| match a {
+            Action::Execute(EffectRequest::RecoveryStep { step, .. }) => Some(step.clone()),
+            _ => None,
+        })
+        .expect("the restart starts");
+    assert_eq!(restart.action, "restart_service");
+    assert_eq!(
+        restart.params["rolling"], "true",
+        "the zero-interruption variant"
+    );
+    assert_eq!(
+        outcomes(&drive_at(&mut o, first, &|_| true, 11))[0].outcome,
+        Outcome::Succeeded
+    );
+
+    // A critical data failure would fail over for up to 15 minutes: escalate instead.
+    let mut o = orchestrate();
+    let plan = decided_with(FailureType::Data, Severity::Critical, "production");
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let mut out = drive_at(&mut o, first, &|_| true, 10);
+    for _ in 0..3 {
+        if o.recoveries()["svc/production"].status != RecoveryStatus::AwaitingApproval {
+            break;
+        }
+        let approval = Approval {
+            recovery_id: plan.recovery_id.clone(),
+            decision: ApprovalDecision::Approved,
+            approver: "alice".into(),
+            reason: None,
+            decided_at: 12,
+        };
+        let first = o.on_approval(&approval, 12).expect("ok");
+        out.extend(drive_at(&mut o, first, &|_| true, 12));
+    }
+    let outs = outcomes(&out);
+    assert_eq!(outs[0].outcome, Outcome::Failed);
+    assert_eq!(
+        outs[0].detail,
+        "escalated: failover may interrupt production for up to 15 min; production allows 5 min"
+    );
+    assert!(!outs[0].actions.contains(&"failover".to_string()));
+}
+
+#[test]
+fn notifications_are_best_effort_unless_the_environment_requires_them() {
+    let not_notify = |s: &PlanStep| s.action != "notify";
+    let mut o = orchestrate();
+    let plan = decided_with(FailureType::Application, Severity::High, "development");
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let outs = outcomes(&drive_at(&mut o, first, &not_notify, 10));
+    assert_eq!(outs[0].outcome, Outcome::Succeeded, "{}", outs[0].detail);
+
+    let mut o = orchestrate();
+    let plan = decided_with(FailureType::Application, Severity::High, "staging");
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let outs = outcomes(&drive_at(&mut o, first, &not_notify, 10));
+    assert_eq!(
+        outs[0].outcome,
+        Outcome::Failed,
+        "staging requires notifications"
+    );
+}
