@@ -26,7 +26,6 @@ use super::policy::{Node, Strategy, RISKY_ACTIONS};
 use super::tree::{evaluate, gate_template, WalkOptions};
 use crate::domain::{CategorizedFailure, PlanStep};
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 
 /// Suffix of the gates medic adds before risky actions.
 pub const APPROVAL_SUFFIX: &str = ".approval";
@@ -73,17 +72,21 @@ pub fn program<'s>(
 ) -> Vec<PlanStep> {
     let resolve = |raw: &'s str| resolve(strategy, failure, raw);
     // Risky actions that need a gate medic adds: not already behind a tree gate.
-    let gated_by_tree: BTreeSet<String> = strategy
-        .nodes
-        .values()
-        .filter_map(|n| match n {
-            Node::Gate { next, .. } => Some(resolve(next).to_string()),
-            _ => None,
-        })
-        .collect();
+    let gated_by_tree: Vec<&str> = if options.gate_risky {
+        strategy
+            .nodes
+            .values()
+            .filter_map(|n| match n {
+                Node::Gate { next, .. } => Some(resolve(next)),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let needs_gate = |id: &str| {
         options.gate_risky
-            && !gated_by_tree.contains(id)
+            && !gated_by_tree.contains(&id)
             && matches!(strategy.nodes.get(id), Some(Node::Action { action, .. }) if RISKY_ACTIONS.contains(&action.as_str()))
     };
     let target = |raw: &'s str| -> Cow<'s, str> {
@@ -95,13 +98,14 @@ pub fn program<'s>(
         }
     };
     let mut out: Vec<PlanStep> = Vec::with_capacity(strategy.nodes.len() + 2);
-    let mut seen: BTreeSet<String> = BTreeSet::new();
+    // Trees are small: a list beats a set.
+    let mut seen: Vec<Cow<'s, str>> = Vec::with_capacity(strategy.nodes.len() + 2);
     let mut stack: Vec<Cow<'s, str>> = vec![target(&strategy.root)];
     while let Some(id) = stack.pop() {
-        if seen.contains(id.as_ref()) {
+        if seen.contains(&id) {
             continue;
         }
-        seen.insert(id.to_string());
+        seen.push(id.clone());
         if let Some(risky) = id.strip_suffix(APPROVAL_SUFFIX) {
             let mut gate = gate_template(&id, risky, None, options.gate_timeout_secs, true);
             gate.index = out.len() as i32;
