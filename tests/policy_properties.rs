@@ -136,7 +136,7 @@ proptest! {
             let w = walk(s, f, WalkOptions { gate_risky, gate_reason: "test", gate_timeout_secs: 60 });
             let last = w.decisions.last().expect("at least one decision");
             prop_assert!(
-                matches!(s.nodes.get(&last.node), Some(Node::Terminal { .. })),
+                matches!(s.nodes.get(&*last.node), Some(Node::Terminal { .. })),
                 "walk of\n{text}\nstopped at {} ({})", last.node, w.message
             );
             prop_assert!(w.decisions.len() <= 2 * s.nodes.len());

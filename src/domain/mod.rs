@@ -15,10 +15,10 @@ pub use enums::{
 };
 pub use key::{normalize_environment, DeploymentKey};
 pub use records::{
-    Approval, AuditRecord, Candidate, CategorizedFailure, CiEvent, CiRef, CorrelationWindow,
-    DeadLetter, DecisionStep, Evidence, NotificationRecord, PatternHit, PhaseSpan, PlanStep,
-    RawLogEnvelope, RecoveryOutcome, RecoveryPlan, RecoveryState, RunnerUp, Signal, StepState,
-    StrategyCount, StrategyStats,
+    shared_params, Approval, AuditRecord, Candidate, CategorizedFailure, CiEvent, CiRef,
+    CorrelationWindow, DeadLetter, DecisionStep, Evidence, NotificationRecord, PatternHit,
+    PhaseSpan, PlanStep, RawLogEnvelope, RecoveryOutcome, RecoveryPlan, RecoveryState, RunnerUp,
+    Signal, StepState, StrategyCount, StrategyStats,
 };
 
 /// Milliseconds since the Unix epoch. Every time in medic is one of these, and

@@ -6,6 +6,7 @@ use super::enums::*;
 use super::{DeploymentKey, Millis};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where a signal came from (schema `RawLogEnvelope`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,8 +257,26 @@ pub struct PlanStep {
     pub action: String,
     pub target: String,
     #[serde(default)]
-    pub params: BTreeMap<String, String>,
+    pub params: Arc<BTreeMap<String, String>>,
     pub timeout_ms: i64,
+}
+
+impl PlanStep {
+    /// The parameters as owned strings.
+    pub fn owned_params(&self) -> BTreeMap<String, String> {
+        (*self.params).clone()
+    }
+
+    /// One parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+}
+
+/// Parameters shared between plans: reference counted, so copying a
+/// prepared step into a plan copies no map and no text.
+pub fn shared_params(params: BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+    Arc::new(params)
 }
 
 /// What medic intends to do about one failure, and why (schema `RecoveryPlan`).

@@ -245,7 +245,7 @@ impl Executor for StepRouter {
                 service: service.clone(),
                 environment: environment.clone(),
                 action: step.action.clone(),
-                params: step.params.clone(),
+                params: step.owned_params(),
                 ci: ci.as_deref().cloned(),
                 timeout: Duration::from_millis(step.timeout_ms.max(1) as u64),
             };

@@ -87,7 +87,8 @@ impl Decide {
                 self.config.act_min_severity.as_str(),
                 "?",
             ]
-            .concat(),
+            .concat()
+            .into(),
             answer: if acts {
                 "yes: act".into()
             } else {
@@ -129,7 +130,8 @@ impl Decide {
                 question: format!(
                     "Which strategy serves a {} {} failure in {}?",
                     failure.severity, failure.failure_type, failure.environment
-                ),
+                )
+                .into(),
                 answer: "none applies: tell the owners".into(),
                 inputs: selection_inputs(failure),
             });
@@ -144,7 +146,8 @@ impl Decide {
             question: format!(
                 "Which strategy serves a {} {} failure in {}?",
                 failure.severity, failure.failure_type, failure.environment
-            ),
+            )
+            .into(),
             answer: [
                 strategy.id.as_str(),
                 ": expected success ",
@@ -157,7 +160,8 @@ impl Decide {
                 &learned.failed.to_string(),
                 " failed since)",
             ]
-            .concat(),
+            .concat()
+            .into(),
             inputs: selection_inputs(failure),
         });
         let env_gate = self
@@ -200,7 +204,7 @@ impl Decide {
             answer: if gate_reason.is_empty() {
                 "no".into()
             } else {
-                format!("yes: {gate_reason}")
+                format!("yes: {gate_reason}").into()
             },
             inputs: BTreeMap::from([
                 ("environment".into(), failure.environment.clone()),
@@ -321,12 +325,12 @@ fn notify_only_steps(failure: &CategorizedFailure, why: &str, outcome: &str) -> 
             phase: Phase::PostRecovery,
             action: "notify".into(),
             target: failure.deployment_key.clone(),
-            params: BTreeMap::from([
+            params: shared_params(BTreeMap::from([
                 ("node".into(), "tell_owners".into()),
                 ("next".into(), "done".into()),
                 ("channel".into(), "owners".into()),
                 ("message".into(), why.into()),
-            ]),
+            ])),
             timeout_ms: 60_000,
         },
         PlanStep {
@@ -334,11 +338,11 @@ fn notify_only_steps(failure: &CategorizedFailure, why: &str, outcome: &str) -> 
             phase: Phase::PostRecovery,
             action: "end".into(),
             target: failure.deployment_key.clone(),
-            params: BTreeMap::from([
+            params: shared_params(BTreeMap::from([
                 ("node".into(), "done".into()),
                 ("outcome".into(), outcome.into()),
                 ("message".into(), why.into()),
-            ]),
+            ])),
             timeout_ms: 0,
         },
     ]
@@ -546,7 +550,7 @@ mod tests {
         let flaky = plan
             .decision_path
             .iter()
-            .find(|d| d.node == "flaky")
+            .find(|d| &*d.node == "flaky")
             .expect("the transient check is on the path");
         assert_eq!(flaky.inputs["transient"], "false");
         assert!(flaky.answer.starts_with("no"), "{}", flaky.answer);
@@ -571,18 +575,20 @@ mod tests {
         let approval = plan
             .decision_path
             .iter()
-            .find(|s| s.node == "approval")
+            .find(|s| &*s.node == "approval")
             .expect("approval node");
-        assert_eq!(approval.answer, "yes: production requires approval");
+        assert_eq!(&*approval.answer, "yes: production requires approval");
         let gate = plan
             .decision_path
             .iter()
-            .position(|s| s.node == "rollback" && s.question.starts_with("May rollback_deployment"))
+            .position(|s| {
+                &*s.node == "rollback" && s.question.starts_with("May rollback_deployment")
+            })
             .expect("a gate before the rollback");
         let rollback = plan
             .decision_path
             .iter()
-            .position(|s| s.node == "rollback" && s.question.starts_with("What does"))
+            .position(|s| &*s.node == "rollback" && s.question.starts_with("What does"))
             .expect("the rollback");
         assert!(gate < rollback);
 
@@ -654,7 +660,7 @@ mod tests {
         let d = plan
             .decision_path
             .iter()
-            .find(|d| d.node == "out_of_resources")
+            .find(|d| &*d.node == "out_of_resources")
             .expect("decision");
         assert_eq!(d.inputs["failure_type"], "resource");
         assert!(d.answer.starts_with("yes"));

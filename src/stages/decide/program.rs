@@ -31,7 +31,7 @@ use std::borrow::Cow;
 pub const APPROVAL_SUFFIX: &str = ".approval";
 
 /// Step parameters that name another node, the expected edge last.
-const EDGES: &[&str] = &[
+pub(super) const EDGES: &[&str] = &[
     "on_failure",
     "if_unhealthy",
     "on_deadline",
@@ -119,18 +119,17 @@ pub fn program<'s>(
         };
         // Successors, the expected one pushed last so it is visited first.
         let mut successors: Vec<Cow<'s, str>> = Vec::new();
-        for template in &prepared.steps {
+        for (k, template) in prepared.steps.iter().enumerate() {
             let mut step = template.clone();
             step.index = out.len() as i32;
             step.target.clone_from(&failure.deployment_key);
-            for edge in EDGES {
-                if let Some(raw) = template.params.get(*edge) {
-                    let to = target(raw);
-                    if to.as_ref() != raw.as_str() {
-                        step.params.insert((*edge).into(), to.to_string());
-                    }
-                    successors.push(to);
+            for (edge, raw) in prepared.edges.get(k).into_iter().flatten() {
+                let to = target(raw);
+                if to.as_ref() != raw.as_str() {
+                    std::sync::Arc::make_mut(&mut step.params)
+                        .insert((*edge).into(), to.to_string());
                 }
+                successors.push(to);
             }
             out.push(step);
         }
@@ -143,11 +142,7 @@ pub fn program<'s>(
 /// `next` (a parallel step stands for its branches; gates and the end are
 /// left out).
 pub fn expected_path(steps: &[PlanStep]) -> Vec<&PlanStep> {
-    let by_node = |id: &str| {
-        steps
-            .iter()
-            .find(|s| s.params.get("node").map(String::as_str) == Some(id))
-    };
+    let by_node = |id: &str| steps.iter().find(|s| s.param("node") == Some(id));
     let mut out = Vec::new();
     let mut current = steps.first();
     for _ in 0..=steps.len() {
@@ -156,18 +151,13 @@ pub fn expected_path(steps: &[PlanStep]) -> Vec<&PlanStep> {
             "end" => break,
             "gate" => {}
             "parallel" => {
-                for branch in step
-                    .params
-                    .get("branches")
-                    .map_or("", String::as_str)
-                    .split(',')
-                {
+                for branch in step.param("branches").unwrap_or_default().split(',') {
                     out.extend(by_node(branch));
                 }
             }
             _ => out.push(step),
         }
-        current = step.params.get("next").and_then(|n| by_node(n));
+        current = step.param("next").and_then(by_node);
     }
     out
 }

@@ -46,6 +46,9 @@ pub struct Prepared {
     /// Program steps with `index` and `target` still to fill in; edges
     /// (`next`, `on_failure`, ...) name the tree's nodes as written.
     pub(super) steps: Vec<PlanStep>,
+    /// Per step, the parameters that name another node: `(parameter, node)`,
+    /// in [`super::program::EDGES`] order.
+    pub(super) edges: Vec<Vec<(&'static str, String)>>,
 }
 
 /// Prepares every node of `strategy` (see [`Prepared`]).
@@ -53,7 +56,20 @@ pub fn prepare(strategy: &Strategy) -> BTreeMap<String, Prepared> {
     strategy
         .nodes
         .iter()
-        .map(|(id, node)| (id.clone(), prepare_node(strategy, id, node)))
+        .map(|(id, node)| {
+            let mut p = prepare_node(strategy, id, node);
+            p.edges = p
+                .steps
+                .iter()
+                .map(|step| {
+                    super::program::EDGES
+                        .iter()
+                        .filter_map(|e| step.params.get(*e).map(|to| (*e, to.clone())))
+                        .collect()
+                })
+                .collect();
+            (id.clone(), p)
+        })
         .collect()
 }
 
@@ -63,7 +79,7 @@ fn template(phase: Phase, action: &str, params: BTreeMap<String, String>, secs: 
         phase,
         action: action.to_string(),
         target: String::new(),
-        params,
+        params: crate::domain::shared_params(params),
         timeout_ms: (secs as i64).saturating_mul(1000),
     }
 }
@@ -95,6 +111,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
         |question: String, answer: String| Some(decision(id, question, answer, BTreeMap::new()));
     match node {
         Node::Terminal { outcome, message } => Prepared {
+            edges: Vec::new(),
             decision: fixed(
                 "How does the recovery end?".into(),
                 format!("{}: {message}", outcome.as_str()),
@@ -112,6 +129,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
         },
         // The answer depends on the failure; only the question is fixed.
         Node::Condition { check, .. } if check.field.is_some() => Prepared {
+            edges: Vec::new(),
             decision: fixed(format!("Is {}?", describe(check)), String::new()),
             steps: Vec::new(),
         },
@@ -125,6 +143,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
             params.insert("next".into(), on_true.clone());
             params.insert("if_unhealthy".into(), on_false.clone());
             Prepared {
+                edges: Vec::new(),
                 decision: fixed(
                     format!("Is {}?", describe(check)),
                     format!(
@@ -151,6 +170,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
                 p.insert("on_failure".into(), f.clone());
             }
             Prepared {
+                edges: Vec::new(),
                 decision: fixed(
                     format!("What does {id} do?"),
                     format!(
@@ -171,6 +191,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
             on_timeout,
             next,
         } => Prepared {
+            edges: Vec::new(),
             decision: fixed(
                 "Does a human approve?".into(),
                 format!(
@@ -192,6 +213,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
             join,
             next,
         } => Prepared {
+            edges: Vec::new(),
             decision: fixed(
                 format!("What runs together at {id}?"),
                 format!(
@@ -275,6 +297,7 @@ fn prepare_node(strategy: &Strategy, id: &str, node: &Node) -> Prepared {
                 (None, None) => (0, format!("no wait, then {next}")),
             };
             Prepared {
+                edges: Vec::new(),
                 decision: fixed("How long to wait?".into(), answer),
                 steps: vec![template(phase, "wait", params, secs)],
             }
@@ -331,9 +354,9 @@ pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOpti
                         next,
                     ]
                     .concat();
-                    let question = match &prepared.decision {
+                    let question: String = match &prepared.decision {
                         Some(d) => d.question.clone(),
-                        None => format!("Is {}?", describe(check)),
+                        None => format!("Is {}?", describe(check)).into(),
                     };
                     w.decisions.push(decision(
                         current,
@@ -393,14 +416,14 @@ pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOpti
 
 fn decision(
     node: &str,
-    question: String,
-    answer: String,
+    question: impl Into<String>,
+    answer: impl Into<String>,
     inputs: BTreeMap<String, String>,
 ) -> DecisionStep {
     DecisionStep {
-        node: node.to_string(),
-        question,
-        answer,
+        node: node.into(),
+        question: question.into(),
+        answer: answer.into(),
         inputs,
     }
 }
@@ -661,14 +684,14 @@ strategies:
         assert_eq!(check.params["metric"], "p99_latency_ms");
         assert_eq!(check.params["if_unhealthy"], "gave_up");
         assert_eq!(check.phase, Phase::Validation);
-        let nodes: Vec<&str> = w.decisions.iter().map(|d| d.node.as_str()).collect();
+        let nodes: Vec<&str> = w.decisions.iter().map(|d| &*d.node).collect();
         assert_eq!(
             nodes,
             ["severe", "approve", "together", "settle", "errors", "fixed"]
         );
         assert_eq!(w.decisions[0].inputs["severity"], "critical");
         assert_eq!(
-            w.decisions[1].answer,
+            &*w.decisions[1].answer,
             "the policy always asks: waits up to 600 s, then gave_up"
         );
 
@@ -694,7 +717,10 @@ strategies:
             ),
             ("gate", "together", "gave_up")
         );
-        assert_eq!(calm.decisions[0].answer, "no: severity is low, go to calm");
+        assert_eq!(
+            &*calm.decisions[0].answer,
+            "no: severity is low, go to calm"
+        );
     }
 
     #[test]

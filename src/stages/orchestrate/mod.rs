@@ -726,7 +726,7 @@ impl Orchestrate {
                     phase: step.phase,
                     action: executor_action,
                     target: step.target.clone(),
-                    params: step.params.clone(),
+                    params: shared_params(step.params.clone()),
                     timeout_ms: step.timeout_ms,
                 },
                 ci,
@@ -1264,7 +1264,7 @@ fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
         phase: s.phase,
         action: s.action.clone(),
         target: s.target.clone(),
-        params: s.params.clone(),
+        params: s.owned_params(),
         timeout_ms: s.timeout_ms,
         status: StepStatus::Pending,
         attempts: 0,
@@ -1277,7 +1277,7 @@ fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
         .first()
         .is_some_and(|s| s.params.contains_key("node"));
     if has_program {
-        let start = plan.steps[0].params["node"].clone();
+        let start = plan.steps[0].params["node"].to_string();
         return (plan.steps.iter().map(state).collect(), start);
     }
     let n = plan.steps.len();
