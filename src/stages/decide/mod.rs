@@ -87,8 +87,7 @@ impl Decide {
                 self.config.act_min_severity.as_str(),
                 "?",
             ]
-            .concat()
-            .into(),
+            .concat(),
             answer: if acts {
                 "yes: act".into()
             } else {
@@ -130,8 +129,7 @@ impl Decide {
                 question: format!(
                     "Which strategy serves a {} {} failure in {}?",
                     failure.severity, failure.failure_type, failure.environment
-                )
-                .into(),
+                ),
                 answer: "none applies: tell the owners".into(),
                 inputs: selection_inputs(failure),
             });
@@ -146,8 +144,7 @@ impl Decide {
             question: format!(
                 "Which strategy serves a {} {} failure in {}?",
                 failure.severity, failure.failure_type, failure.environment
-            )
-            .into(),
+            ),
             answer: [
                 strategy.id.as_str(),
                 ": expected success ",
@@ -160,8 +157,7 @@ impl Decide {
                 &learned.failed.to_string(),
                 " failed since)",
             ]
-            .concat()
-            .into(),
+            .concat(),
             inputs: selection_inputs(failure),
         });
         let env_gate = self
@@ -204,7 +200,7 @@ impl Decide {
             answer: if gate_reason.is_empty() {
                 "no".into()
             } else {
-                format!("yes: {gate_reason}").into()
+                format!("yes: {gate_reason}")
             },
             inputs: BTreeMap::from([
                 ("environment".into(), failure.environment.clone()),

@@ -356,7 +356,7 @@ pub fn walk(strategy: &Strategy, failure: &CategorizedFailure, options: WalkOpti
                     .concat();
                     let question: String = match &prepared.decision {
                         Some(d) => d.question.clone(),
-                        None => format!("Is {}?", describe(check)).into(),
+                        None => format!("Is {}?", describe(check)),
                     };
                     w.decisions.push(decision(
                         current,
