@@ -51,11 +51,62 @@ pub struct Decide {
     /// Sum of `stats` per `strategy/failure_type`.
     totals: BTreeMap<String, StrategyCount>,
     dirty: BTreeSet<String>,
+    /// Programs per strategy (policy order), for every combination of its
+    /// field conditions and with or without medic's gates: a plan copies one.
+    programs: Vec<Programs>,
+}
+
+/// The programs of one strategy, worked out when the stage starts.
+struct Programs {
+    /// Its field conditions (bit `i` of a key is the `i`th).
+    conditions: Vec<String>,
+    /// `(condition bits, gate risky actions)` → program without target.
+    by_key: std::collections::HashMap<(u64, bool), Vec<PlanStep>>,
+}
+
+/// Strategies with more field conditions than this get their program built per plan.
+const MAX_CACHED_CONDITIONS: usize = 8;
+
+fn precompute(policy: &Policy, gate_timeout_secs: u64) -> Vec<Programs> {
+    policy
+        .strategies()
+        .iter()
+        .map(|strategy| {
+            let conditions = program::field_conditions(strategy);
+            let mut by_key = std::collections::HashMap::new();
+            if conditions.len() <= MAX_CACHED_CONDITIONS {
+                for bits in 0..(1u64 << conditions.len()) {
+                    for gate in [false, true] {
+                        let holds = |id: &str| {
+                            conditions
+                                .iter()
+                                .position(|c| *c == id)
+                                .is_some_and(|i| bits & (1 << i) != 0)
+                        };
+                        let options = WalkOptions {
+                            gate_risky: gate,
+                            gate_reason: "",
+                            gate_timeout_secs,
+                        };
+                        by_key.insert(
+                            (bits, gate),
+                            program::program_with(strategy, &holds, options),
+                        );
+                    }
+                }
+            }
+            Programs {
+                conditions: conditions.iter().map(|c| c.to_string()).collect(),
+                by_key,
+            }
+        })
+        .collect()
 }
 
 impl Decide {
     /// A decide stage deciding with `policy`.
     pub fn new(topics: Topics, config: DecideConfig, policy: Arc<Policy>) -> Self {
+        let programs = precompute(&policy, config.approval_timeout_secs);
         Decide {
             topics,
             config,
@@ -63,6 +114,7 @@ impl Decide {
             stats: BTreeMap::new(),
             totals: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            programs,
         }
     }
 
@@ -226,11 +278,41 @@ impl Decide {
         path.extend(walk.decisions);
         plan.strategy = strategy.id.clone();
         plan.requires_approval = walk.gated;
-        plan.steps = program::program(strategy, failure, options);
+        plan.steps = self.program(strategy, failure, options);
         plan.decision_path = path;
         plan.terminal = Some(walk.terminal.as_str().into());
         plan.estimated_duration_ms = i64::from(strategy.estimated_duration_minutes) * 60_000;
         plan
+    }
+
+    /// The program of `strategy` for `failure`: a copy of the precomputed one.
+    fn program(
+        &self,
+        strategy: &policy::Strategy,
+        failure: &CategorizedFailure,
+        options: WalkOptions<'_>,
+    ) -> Vec<PlanStep> {
+        let cached = self
+            .policy
+            .strategies()
+            .iter()
+            .position(|s| std::ptr::eq(s, strategy))
+            .and_then(|i| self.programs.get(i))
+            .and_then(|p| {
+                let conditions: Vec<&str> = p.conditions.iter().map(String::as_str).collect();
+                let bits = program::condition_bits(strategy, &conditions, failure);
+                p.by_key.get(&(bits, options.gate_risky))
+            });
+        match cached {
+            Some(steps) => {
+                let mut steps = steps.clone();
+                for step in &mut steps {
+                    step.target.clone_from(&failure.deployment_key);
+                }
+                steps
+            }
+            None => program::program(strategy, failure, options),
+        }
     }
 
     /// Counts a finished, non-dry-run recovery once.
@@ -814,6 +896,41 @@ strategies:
         next.learn(&dry, 4);
         next.learn(&outcome(10, "restart_first", Outcome::Skipped), 4);
         assert!(next.learned().values().all(|c| c.failed == 0));
+    }
+
+    #[test]
+    fn precomputed_programs_equal_programs_built_for_the_failure() {
+        let d = decide();
+        let mut checked = 0;
+        for &t in FailureType::ALL {
+            for &severity in Severity::ALL {
+                for env in ["production", "staging", "ci"] {
+                    for transient in [false, true] {
+                        let f = failure(t, severity, env, transient);
+                        let plan = d.plan(&f, 1);
+                        let Some(s) = d.policy().strategy(&plan.strategy) else {
+                            continue;
+                        };
+                        let gate = plan
+                            .decision_path
+                            .iter()
+                            .any(|p| p.node == "approval" && p.answer != "no");
+                        let options = WalkOptions {
+                            gate_risky: gate,
+                            gate_reason: "",
+                            gate_timeout_secs: DecideConfig::default().approval_timeout_secs,
+                        };
+                        assert_eq!(
+                            plan.steps,
+                            program::program(s, &f, options),
+                            "{t} {severity} {env} {transient}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 200, "{checked}");
     }
 
     #[test]

@@ -39,24 +39,18 @@ pub(super) const EDGES: &[&str] = &[
     "next",
 ];
 
-/// Follows conditions on fields of `failure` from `raw` to the node they lead to.
-fn resolve<'s>(strategy: &'s Strategy, failure: &CategorizedFailure, raw: &'s str) -> &'s str {
+/// Follows conditions on fields from `raw` to the node they lead to;
+/// `holds(node)` answers a condition node.
+fn resolve<'s>(strategy: &'s Strategy, holds: &dyn Fn(&str) -> bool, raw: &'s str) -> &'s str {
     let mut id = raw;
     for _ in 0..=strategy.nodes.len() {
         match strategy.nodes.get(id) {
             Some(Node::Condition {
-                check:
-                    check @ super::policy::Check {
-                        field: Some(field), ..
-                    },
+                check,
                 on_true,
                 on_false,
-            }) => {
-                id = if evaluate(*field, check, failure).0 {
-                    on_true
-                } else {
-                    on_false
-                };
+            }) if check.field.is_some() => {
+                id = if holds(id) { on_true } else { on_false };
             }
             _ => break,
         }
@@ -64,13 +58,72 @@ fn resolve<'s>(strategy: &'s Strategy, failure: &CategorizedFailure, raw: &'s st
     id
 }
 
+/// The ids of `strategy`'s conditions on fields of the failure, in id order.
+pub fn field_conditions(strategy: &Strategy) -> Vec<&str> {
+    strategy
+        .nodes
+        .iter()
+        .filter(|(_, n)| matches!(n, Node::Condition { check, .. } if check.field.is_some()))
+        .map(|(id, _)| id.as_str())
+        .collect()
+}
+
+/// Which field conditions hold for `failure`: bit `i` for the `i`th of
+/// [`field_conditions`] (at most 64).
+pub fn condition_bits(
+    strategy: &Strategy,
+    conditions: &[&str],
+    failure: &CategorizedFailure,
+) -> u64 {
+    let mut bits = 0u64;
+    for (i, id) in conditions.iter().enumerate().take(64) {
+        if let Some(Node::Condition {
+            check:
+                check @ super::policy::Check {
+                    field: Some(field), ..
+                },
+            ..
+        }) = strategy.nodes.get(*id)
+        {
+            if evaluate(*field, check, failure).0 {
+                bits |= 1 << i;
+            }
+        }
+    }
+    bits
+}
+
 /// The program of `strategy` for `failure`.
-pub fn program<'s>(
-    strategy: &'s Strategy,
+pub fn program(
+    strategy: &Strategy,
     failure: &CategorizedFailure,
     options: WalkOptions<'_>,
 ) -> Vec<PlanStep> {
-    let resolve = |raw: &'s str| resolve(strategy, failure, raw);
+    let holds = |id: &str| match strategy.nodes.get(id) {
+        Some(Node::Condition {
+            check:
+                check @ super::policy::Check {
+                    field: Some(field), ..
+                },
+            ..
+        }) => evaluate(*field, check, failure).0,
+        _ => false,
+    };
+    let mut steps = program_with(strategy, &holds, options);
+    for step in &mut steps {
+        step.target.clone_from(&failure.deployment_key);
+    }
+    steps
+}
+
+/// The program of `strategy` when the field conditions `holds` says hold,
+/// with an empty `target` (the plan's deployment fills it in).
+pub fn program_with<'s>(
+    strategy: &'s Strategy,
+    holds: &dyn Fn(&str) -> bool,
+    options: WalkOptions<'_>,
+) -> Vec<PlanStep> {
+    let resolve = |raw: &'s str| resolve(strategy, holds, raw);
     // Risky actions that need a gate medic adds: not already behind a tree gate.
     let gated_by_tree: Vec<&str> = if options.gate_risky {
         strategy
@@ -109,7 +162,6 @@ pub fn program<'s>(
         if let Some(risky) = id.strip_suffix(APPROVAL_SUFFIX) {
             let mut gate = gate_template(&id, risky, None, options.gate_timeout_secs, true);
             gate.index = out.len() as i32;
-            gate.target.clone_from(&failure.deployment_key);
             out.push(gate);
             stack.push(Cow::Owned(risky.to_string()));
             continue;
@@ -122,7 +174,6 @@ pub fn program<'s>(
         for (k, template) in prepared.steps.iter().enumerate() {
             let mut step = template.clone();
             step.index = out.len() as i32;
-            step.target.clone_from(&failure.deployment_key);
             for (edge, raw) in prepared.edges.get(k).into_iter().flatten() {
                 let to = target(raw);
                 if to.as_ref() != raw.as_str() {
