@@ -36,29 +36,9 @@ pub struct CommitStatusSink {
     gitlab: Option<StatusTarget>,
 }
 
-fn valid_sha(sha: &str) -> bool {
-    (7..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn valid_github_repo(repo: &str) -> Option<(&str, &str)> {
-    let (owner, name) = repo.split_once('/')?;
-    let ok = |s: &str| {
-        (1..=100).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && s != "."
-            && s != ".."
-    };
-    (ok(owner) && ok(name)).then_some((owner, name))
-}
-
-fn valid_gitlab_project(project: &str) -> bool {
-    (1..=255).contains(&project.len())
-        && project
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
-        && !project.contains("..")
-}
+use super::outbound::{
+    github_repo as valid_github_repo, gitlab_project as valid_gitlab_project, valid_sha,
+};
 
 impl CommitStatusSink {
     /// A sink for the targets that have a token.
