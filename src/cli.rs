@@ -167,6 +167,12 @@ enum Command {
         /// Exit 3 when any plan would change (for CI checks of policy changes).
         #[arg(long)]
         fail_on_change: bool,
+        /// With --brokers: only failures that began at or after this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// With --brokers: only failures that began before this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
     },
 }
 
@@ -488,6 +494,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             input,
             json,
             fail_on_change,
+            since,
+            until,
         } => {
             let rules = app::rules(&config)?;
             let candidate = Arc::new(Policy::load_dir(&policy)?);
@@ -511,14 +519,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Duration::from_secs(120),
                         |_, value| {
                             n += 1;
-                            let record = value
-                                .ok_or_else(|| "a tombstone".to_string())
-                                .and_then(|v| {
-                                    medic::codec::decode::<CategorizedFailure>(v)
-                                        .map_err(|e| e.to_string())
-                                })
-                                .map(|f| Recorded::Failure(Box::new(f)));
-                            inputs.push((n, record));
+                            let record =
+                                value
+                                    .ok_or_else(|| "a tombstone".to_string())
+                                    .and_then(|v| {
+                                        medic::codec::decode::<CategorizedFailure>(v)
+                                            .map_err(|e| e.to_string())
+                                    });
+                            let in_range = |f: &CategorizedFailure| {
+                                since.is_none_or(|s| f.first_seen >= s)
+                                    && until.is_none_or(|u| f.first_seen < u)
+                            };
+                            match record {
+                                Ok(f) if !in_range(&f) => {}
+                                other => {
+                                    inputs.push((n, other.map(|f| Recorded::Failure(Box::new(f)))))
+                                }
+                            }
                             Ok(())
                         },
                     )
@@ -666,6 +683,11 @@ fn strategies_command(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    medic::timefmt::parse_datetime(text)
+        .ok_or_else(|| format!("'{text}' is not an RFC 3339 time, e.g. 2026-11-29T08:00:00Z"))
 }
 
 fn read_input(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead>> {

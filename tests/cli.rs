@@ -266,4 +266,13 @@ fn strategies_list_and_simulate_read_the_cluster() {
         text.contains("1 of 2 plans would change: 1 another gate, 1 other actions"),
         "{text}"
     );
+    // A time range of the topic: both failures began on 2025-11-29.
+    let out = medic()
+        .args(["simulate", "--policy", "tests/data/simulate/policy-next"])
+        .args(["--brokers", &c.settings.brokers, "--topic-prefix", &prefix])
+        .args(["--since", "2025-11-30T00:00:00Z"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("0 inputs: 0 failures"), "{text}");
 }
