@@ -242,6 +242,9 @@ pub struct OrchestrateConfig {
     /// What a recovery may do to each environment (the original design's
     /// `recovery_constraints`); environments not listed have none.
     pub constraints: BTreeMap<String, EnvironmentConstraints>,
+    /// When a recovery resolves, remove the temporary measures it took (an
+    /// opened circuit breaker, read-only mode) in the cleanup phase.
+    pub cleanup_temporary_measures: bool,
 }
 
 /// What a recovery may do to one environment.
@@ -350,6 +353,7 @@ impl Default for OrchestrateConfig {
             circuit_breaker_window_minutes: 10,
             executors: ExecutorsConfig::default(),
             constraints: default_constraints(),
+            cleanup_temporary_measures: true,
         }
     }
 }

@@ -72,6 +72,11 @@ pub const ACTIONS: &[(&str, &[(&str, ParamType)])] = &[
         ],
     ),
     ("clear_cache", &[("cache", ParamType::Text)]),
+    (
+        "disable_circuit_breaker",
+        &[("dependency", ParamType::Text)],
+    ),
+    ("disable_readonly_mode", &[("component", ParamType::Text)]),
     ("failover", &[("to", ParamType::Text)]),
     (
         "enable_circuit_breaker",

@@ -91,6 +91,8 @@ enum Next {
     Sleep(usize, Millis),
     /// Nothing to do until an effect or timer arrives.
     Idle,
+    /// Add and start these cleanup steps `(action, params of the measure)`.
+    Cleanup(Vec<(String, BTreeMap<String, String>)>),
     /// End the recovery.
     End(Outcome, String),
 }
@@ -387,6 +389,16 @@ impl Orchestrate {
         match step.action.as_str() {
             "end" => {
                 let message = param(step, "message").unwrap_or_default();
+                if param(step, "outcome") == Some("resolved")
+                    && self.config.cleanup_temporary_measures
+                {
+                    match cleanup_of(state) {
+                        Cleanup::Start(list) => return Next::Cleanup(list),
+                        Cleanup::Running => return Next::Idle,
+                        Cleanup::Failed(why) => return Next::End(Outcome::Failed, why),
+                        Cleanup::Done => {}
+                    }
+                }
                 match param(step, "outcome") {
                     Some("resolved") => Next::End(Outcome::Succeeded, message.to_string()),
                     Some(other) => Next::End(Outcome::Failed, format!("{other}: {message}")),
@@ -554,6 +566,31 @@ impl Orchestrate {
                 }
                 Next::RunBranches(list) => {
                     actions.extend(self.start_steps(key, &list, now)?);
+                    return Ok(actions);
+                }
+                Next::Cleanup(list) => {
+                    let Some(state) = self.recoveries.get_mut(key) else {
+                        return Ok(actions);
+                    };
+                    let mut added = Vec::new();
+                    for (action, params) in list {
+                        let index = state.steps.len();
+                        state.steps.push(StepState {
+                            index: index as i32,
+                            phase: Phase::Cleanup,
+                            action,
+                            target: state.deployment_key.clone(),
+                            params,
+                            timeout_ms: 300_000,
+                            status: StepStatus::Pending,
+                            attempts: 0,
+                            started_at: None,
+                            finished_at: None,
+                            detail: None,
+                        });
+                        added.push(index);
+                    }
+                    actions.extend(self.start_steps(key, &added, now)?);
                     return Ok(actions);
                 }
             }
@@ -1196,6 +1233,68 @@ impl Processor for Orchestrate {
     }
 }
 
+/// Temporary measures and the actions that undo them.
+const TEMPORARY_MEASURES: &[(&str, &str)] = &[
+    ("enable_circuit_breaker", "disable_circuit_breaker"),
+    ("enable_readonly_mode", "disable_readonly_mode"),
+];
+
+/// Where the cleanup of a resolving recovery stands.
+enum Cleanup {
+    /// Nothing (more) to undo.
+    Done,
+    /// Undo steps to add and start.
+    Start(Vec<(String, BTreeMap<String, String>)>),
+    /// Undo steps are running.
+    Running,
+    /// An undo step failed.
+    Failed(String),
+}
+
+fn cleanup_of(state: &RecoveryState) -> Cleanup {
+    let undo: Vec<&StepState> = state
+        .steps
+        .iter()
+        .filter(|s| param(s, "cleanup_of").is_some())
+        .collect();
+    if let Some(failed) = undo.iter().find(|s| s.status == StepStatus::Failed) {
+        return Cleanup::Failed(format!(
+            "cleanup: {} failed: {}",
+            failed.action,
+            failed.detail.as_deref().unwrap_or("no detail")
+        ));
+    }
+    if undo.iter().any(|s| s.status != StepStatus::Succeeded) {
+        return Cleanup::Running;
+    }
+    let start: Vec<(String, BTreeMap<String, String>)> = state
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Succeeded)
+        .filter_map(|s| {
+            let (_, undo_action) = TEMPORARY_MEASURES.iter().find(|(m, _)| *m == s.action)?;
+            let node = node_of(s)?;
+            if undo.iter().any(|u| param(u, "cleanup_of") == Some(node)) {
+                return None;
+            }
+            let mut params: BTreeMap<String, String> = s
+                .params
+                .iter()
+                .filter(|(k, _)| matches!(k.as_str(), "dependency" | "component"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            params.insert("node".into(), format!("{node}.cleanup"));
+            params.insert("cleanup_of".into(), node.to_string());
+            Some((undo_action.to_string(), params))
+        })
+        .collect();
+    if start.is_empty() {
+        Cleanup::Done
+    } else {
+        Cleanup::Start(start)
+    }
+}
+
 /// Why `step` would interrupt `environment` longer than its constraints
 /// allow, if it would. Failover and isolating a component interrupt for up
 /// to their timeout; so does read-only mode where it is not acceptable.
@@ -1235,10 +1334,12 @@ fn variant(c: &crate::config::EnvironmentConstraints, step: &mut StepState) {
     }
 }
 
-/// Enters `phase` if the recovery is not in it yet (phases only move forward).
+/// Enters `phase` if the recovery is not in it: the phase log is
+/// chronological (a fallback may go back to stabilization, cleanup comes
+/// after the report that led to the end).
 fn enter_phase(state: &mut RecoveryState, phase: Phase, now: Millis) {
     match state.phases.last_mut() {
-        Some(current) if current.phase >= phase => {}
+        Some(current) if current.phase == phase => {}
         Some(current) => {
             current.finished_at = Some(now);
             state.phases.push(PhaseSpan {

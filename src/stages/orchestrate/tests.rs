@@ -803,3 +803,51 @@ fn notifications_are_best_effort_unless_the_environment_requires_them() {
         "staging requires notifications"
     );
 }
+
+#[test]
+fn a_resolved_recovery_removes_its_temporary_measures_in_the_cleanup_phase() {
+    let mut o = orchestrate();
+    let plan = decided_with(FailureType::Data, Severity::High, "staging");
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let out = drive_at(&mut o, first, &|_| true, 10);
+    let ran = executed(&out);
+    assert_eq!(ran.first().map(String::as_str), Some("notify"));
+    assert!(ran.contains(&"enable_readonly_mode".to_string()), "{ran:?}");
+    assert_eq!(
+        ran.last().map(String::as_str),
+        Some("disable_readonly_mode"),
+        "{ran:?}"
+    );
+    let state = &o.recoveries()["svc/staging"];
+    let undo = state.steps.last().expect("cleanup step");
+    assert_eq!(
+        (undo.phase, undo.params["cleanup_of"].as_str()),
+        (Phase::Cleanup, "protect")
+    );
+    assert_eq!(undo.params["component"], "database");
+    assert_eq!(state.phases.last().map(|p| p.phase), Some(Phase::Cleanup));
+    assert_eq!(outcomes(&out)[0].outcome, Outcome::Succeeded);
+
+    // A failed undo fails the recovery, saying so.
+    let mut o = orchestrate();
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let out = drive_at(&mut o, first, &|s| s.action != "disable_readonly_mode", 10);
+    let outs = outcomes(&out);
+    assert_eq!(outs[0].outcome, Outcome::Failed);
+    assert_eq!(
+        outs[0].detail,
+        "cleanup: disable_readonly_mode failed: done"
+    );
+
+    // Switched off: nothing is undone.
+    let mut o = Orchestrate::new(
+        Topics::default(),
+        OrchestrateConfig {
+            cleanup_temporary_measures: false,
+            ..OrchestrateConfig::default()
+        },
+    );
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let out = drive_at(&mut o, first, &|_| true, 10);
+    assert!(!executed(&out).contains(&"disable_readonly_mode".to_string()));
+}
