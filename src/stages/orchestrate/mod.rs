@@ -360,7 +360,12 @@ impl Orchestrate {
                     reason,
                     now,
                 )?];
-                let detail = format!("rejected by {}", approval.approver);
+                let detail = match approval.reason.as_deref() {
+                    Some(why) if !why.is_empty() => {
+                        format!("escalated: rejected by {} ({why})", approval.approver)
+                    }
+                    _ => format!("escalated: rejected by {}", approval.approver),
+                };
                 actions.extend(self.finish(&key, Outcome::Rejected, detail, now)?);
                 Ok(actions)
             }

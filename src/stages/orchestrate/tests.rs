@@ -173,7 +173,7 @@ fn a_gated_plan_waits_for_approval_and_honours_rejection() {
     let out = drive(&mut o, first, &|_| true);
     let outs = outcomes(&out);
     assert_eq!(outs[0].outcome, Outcome::Rejected);
-    assert_eq!(outs[0].detail, "rejected by bob");
+    assert_eq!(outs[0].detail, "escalated: rejected by bob (freeze)");
     assert!(out
         .iter()
         .any(|r| r.topic == "medic.audit"
