@@ -822,9 +822,7 @@ async fn run_bridge(
     listener: tokio::net::TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+    let metrics = medic::telemetry::install();
     let state = BridgeState::new(&config.bridge, &settings, &topics.ci_events, metrics)
         .map_err(|e| anyhow!(e))?
         .with_approvals(&config.bridge.approvals, &topics.approvals);
@@ -899,7 +897,28 @@ async fn run_stages(
     let executor = Arc::new(app::executors(&config).map_err(|e| anyhow!(e))?);
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    let bridge = if stages.len() == StageName::ALL.len() {
+    medic::telemetry::install();
+    let bridge_in_process = stages.len() == StageName::ALL.len();
+    // One /metrics per process: the bridge's when it runs here, else its own.
+    let metrics_server = match (&config.metrics.listen, bridge_in_process) {
+        (Some(address), false) if !address.is_empty() => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("metrics.listen: cannot listen on {address}"))?;
+            println!("metrics on http://{}/metrics", listener.local_addr()?);
+            let stop = shutdown.clone();
+            Some(tokio::spawn(medic::telemetry::serve(
+                listener,
+                async move {
+                    while !stop.is_triggered() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            )))
+        }
+        _ => None,
+    };
+    let bridge = if bridge_in_process {
         let listener = bind_bridge(&config).await?;
         Some(tokio::spawn(run_bridge(
             config.clone(),
@@ -947,6 +966,9 @@ async fn run_stages(
                 failed = true;
             }
         }
+    }
+    if let Some(server) = metrics_server {
+        server.abort();
     }
     Ok(if failed {
         ExitCode::FAILURE

@@ -38,6 +38,26 @@ pub struct Config {
     pub bridge: BridgeConfig,
     /// `medic run shadow`: a candidate policy on live failures, acting on nothing.
     pub shadow: ShadowConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` listener of processes that do not run the
+    /// bridge (`medic run <stage>`); `medic run all` and `medic bridge` serve
+    /// `/metrics` on the bridge's address. Empty turns it off.
+    pub listen: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: Some("0.0.0.0:9464".into()),
+        }
+    }
 }
 
 /// Shadow mode.
@@ -728,6 +748,9 @@ impl Config {
                     ))
                 }
             };
+        }
+        if let Some(v) = env("MEDIC_METRICS_LISTEN") {
+            self.metrics.listen = Some(v);
         }
         if let Some(v) = env("MEDIC_BRIDGE_LISTEN") {
             self.bridge.listen = v;

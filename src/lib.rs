@@ -34,5 +34,6 @@ pub mod executors;
 pub mod kafka;
 pub mod stages;
 pub mod stats;
+pub mod telemetry;
 pub mod timefmt;
 pub mod topics;

@@ -124,6 +124,7 @@ struct Pipeline {
     executor: Arc<dyn Executor>,
     rt: Handle,
     stats: RunStats,
+    metrics: crate::telemetry::StageMetrics,
 }
 
 struct StageContext {
@@ -200,6 +201,7 @@ impl Pipeline {
         msg: &BorrowedMessage<'_>,
     ) -> Result<(), RunnerError> {
         self.stats.consumed += 1;
+        self.metrics.consumed(msg.topic());
         let input = InputRecord {
             topic: msg.topic(),
             partition: msg.partition(),
@@ -217,6 +219,7 @@ impl Pipeline {
             self.stats.duplicates += 1;
         } else {
             let mut attempt = 0;
+            let started = Instant::now();
             let result = loop {
                 match self.processor.process(&input, wall_clock()) {
                     Err(ProcessError::Transient(e)) if attempt < 3 => {
@@ -227,6 +230,7 @@ impl Pipeline {
                     other => break other,
                 }
             };
+            self.metrics.processed(started.elapsed());
             match result {
                 Ok(actions) => self.run_actions(consumer, actions)?,
                 Err(ProcessError::Undecodable(e)) => {
@@ -326,6 +330,7 @@ impl Pipeline {
             .unwrap_or_default();
         let value = codec::encode(&letter).map_err(|e| RunnerError::Restart(e.to_string()))?;
         self.stats.deadlettered += 1;
+        self.metrics.deadlettered(input.topic);
         let topic = self.deadletter_topic.clone();
         self.send(OutputRecord {
             topic,
@@ -342,6 +347,7 @@ impl Pipeline {
                 .map_err(|e| RunnerError::Restart(format!("begin transaction: {e}")))?;
             self.txn_open = true;
         }
+        self.metrics.produced(&out.topic);
         let mut headers = OwnedHeaders::new();
         if let Some(id) = &out.id {
             headers = headers.insert(Header {
@@ -519,6 +525,7 @@ pub fn run(
         executor,
         rt,
         stats: RunStats::default(),
+        metrics: crate::telemetry::StageMetrics::new(stage.as_str()),
     }));
     let context = StageContext {
         pipeline: pipeline.clone(),

@@ -1,0 +1,151 @@
+//! Prometheus metrics: one recorder per process, rendered on `/metrics`.
+//!
+//! Handles are looked up once per label set and cached, so recording a
+//! record costs an atomic add, not a registry lookup. Label values are
+//! bounded: stage names and topic names (from configuration), never
+//! deployment keys or recovery ids.
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `medic_records_consumed_total` | `stage`, `topic` | input records handed to the stage |
+//! | `medic_records_produced_total` | `stage`, `topic` | records the stage produced |
+//! | `medic_records_deadlettered_total` | `stage`, `topic` | input records sent to the dead-letter topic |
+//! | `medic_processing_seconds` | `stage` | time the stage core spent on one record (histogram) |
+//! | `medic_bridge_requests_total` | `platform`, `result` | webhook requests (the bridge) |
+
+use metrics::{Counter, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's Prometheus recorder (once) and returns its handle;
+/// `None` when another recorder was installed first. A background thread
+/// runs histogram upkeep every 10 s, so memory stays flat when nobody scrapes.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+                    5.0,
+                ])
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("medic-metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(10));
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let handle = install();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                match handle {
+                    Some(h) => (StatusCode::OK, h.render()).into_response(),
+                    None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The metrics of one stage runner, with cached handles.
+pub struct StageMetrics {
+    stage: &'static str,
+    // A stage reads and writes a handful of topics: a short list beats hashing.
+    consumed: Vec<(String, Counter)>,
+    produced: Vec<(String, Counter)>,
+    deadlettered: Vec<(String, Counter)>,
+    processing: Histogram,
+}
+
+impl StageMetrics {
+    /// Metrics of `stage`.
+    pub fn new(stage: &'static str) -> StageMetrics {
+        StageMetrics {
+            stage,
+            consumed: Vec::new(),
+            produced: Vec::new(),
+            deadlettered: Vec::new(),
+            processing: metrics::histogram!("medic_processing_seconds", "stage" => stage),
+        }
+    }
+
+    fn counter<'a>(
+        stage: &'static str,
+        cache: &'a mut Vec<(String, Counter)>,
+        name: &'static str,
+        topic: &str,
+    ) -> &'a Counter {
+        let i = match cache.iter().position(|(t, _)| t == topic) {
+            Some(i) => i,
+            None => {
+                let c = metrics::counter!(name, "stage" => stage, "topic" => topic.to_string());
+                cache.push((topic.to_string(), c));
+                cache.len() - 1
+            }
+        };
+        &cache[i].1
+    }
+
+    /// One input record from `topic`.
+    pub fn consumed(&mut self, topic: &str) {
+        Self::counter(
+            self.stage,
+            &mut self.consumed,
+            "medic_records_consumed_total",
+            topic,
+        )
+        .increment(1);
+    }
+
+    /// One record produced to `topic`.
+    pub fn produced(&mut self, topic: &str) {
+        Self::counter(
+            self.stage,
+            &mut self.produced,
+            "medic_records_produced_total",
+            topic,
+        )
+        .increment(1);
+    }
+
+    /// One input record from `topic` dead-lettered.
+    pub fn deadlettered(&mut self, topic: &str) {
+        Self::counter(
+            self.stage,
+            &mut self.deadlettered,
+            "medic_records_deadlettered_total",
+            topic,
+        )
+        .increment(1);
+    }
+
+    /// Time the stage core spent on one record.
+    pub fn processed(&self, took: Duration) {
+        self.processing.record(took.as_secs_f64());
+    }
+}

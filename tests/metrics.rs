@@ -1,0 +1,113 @@
+//! `/metrics` after an end-to-end run on the embedded cluster: the series a
+//! dashboard needs, with the counts of what went through.
+
+mod common;
+
+use common::*;
+use medic::domain::*;
+use medic::stages::StageName;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// The value of the series `name{labels}` in Prometheus text, if present.
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .find(|l| {
+            let rest = &l[name.len()..];
+            (rest.starts_with('{') || rest.starts_with(' '))
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
+    medic::telemetry::install();
+    let c = embedded("metrics");
+    for _ in 0..5 {
+        c.produce(
+            &c.topics.logs_raw,
+            Some("cart/staging"),
+            b"Last State: Terminated  Reason: OOMKilled  Exit Code: 137",
+        );
+    }
+    c.produce(&c.topics.failures, Some("cart/staging"), b"\x00not avro");
+    let running = c.start(&StageName::ALL);
+    let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, LONG);
+    assert_eq!(outcomes.len(), 1);
+    // Scrape over HTTP, as Prometheus would.
+    let listener = c
+        .runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+    c.runtime
+        .spawn(medic::telemetry::serve(listener, std::future::pending()));
+    let text = c.runtime.block_on(async {
+        reqwest::get(&url)
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    });
+    drop(running);
+
+    let t = &c.topics;
+    let consumed = |stage: &str, topic: &str| {
+        value(
+            &text,
+            "medic_records_consumed_total",
+            &[("stage", stage), ("topic", topic)],
+        )
+    };
+    assert_eq!(consumed("ingest", &t.logs_raw), Some(5.0), "{text}");
+    assert_eq!(consumed("categorize", &t.signals), Some(5.0));
+    assert_eq!(
+        consumed("decide", &t.failures),
+        Some(2.0),
+        "one failure and the poison record"
+    );
+    assert_eq!(consumed("orchestrate", &t.plans), Some(1.0));
+    assert_eq!(
+        value(
+            &text,
+            "medic_records_produced_total",
+            &[("stage", "ingest"), ("topic", &t.signals)]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "medic_records_produced_total",
+            &[("stage", "orchestrate"), ("topic", &t.outcomes)]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "medic_records_deadlettered_total",
+            &[("stage", "decide"), ("topic", &t.failures)]
+        ),
+        Some(1.0)
+    );
+    // Every record processed was timed.
+    let timed = value(
+        &text,
+        "medic_processing_seconds_count",
+        &[("stage", "ingest")],
+    )
+    .expect("histogram");
+    assert!(timed >= 5.0, "{timed}");
+    assert!(
+        text.contains("medic_processing_seconds_bucket{stage=\"ingest\",le=\"0.001\"}"),
+        "histogram buckets"
+    );
+}
