@@ -12,11 +12,17 @@ use std::time::Duration;
 fn bench(c: &mut Criterion) {
     medic::telemetry::install();
     let mut m = StageMetrics::new("categorize");
+    let record = medic::stages::OutputRecord {
+        topic: "medic.windows".into(),
+        key: "cart/staging".into(),
+        value: Some(vec![0; 200]),
+        id: None,
+    };
     let mut g = c.benchmark_group("metrics");
     g.bench_function("per record (consumed + produced + histogram)", |b| {
         b.iter(|| {
             m.consumed(black_box("medic.signals"));
-            m.produced(black_box("medic.failures"));
+            m.produced(black_box(&record));
             m.processed(black_box(Duration::from_nanos(1_700)));
         })
     });

@@ -11,6 +11,11 @@
 //! | `medic_records_produced_total` | `stage`, `topic` | records the stage produced |
 //! | `medic_records_deadlettered_total` | `stage`, `topic` | input records sent to the dead-letter topic |
 //! | `medic_processing_seconds` | `stage` | time the stage core spent on one record (histogram) |
+//! | `medic_failures_total` | `type`, `severity` | categorized failures produced |
+//! | `medic_recoveries_total` | `strategy`, `outcome` | recovery outcomes produced |
+//! | `medic_time_to_recover_seconds` | | first signal to outcome, succeeded recoveries (histogram) |
+//! | `medic_executor_calls_total` | `kind`, `result` | recovery-step attempts: succeeded, retried, failed |
+//! | `medic_notifications_total` | `sink`, `result` | notification and commit-status deliveries |
 //! | `medic_bridge_requests_total` | `platform`, `result` | webhook requests (the bridge) |
 
 use metrics::{Counter, Histogram};
@@ -72,8 +77,18 @@ pub async fn serve(
         .await
 }
 
+/// Topics whose records are counted by what they say, not only by number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedTopics {
+    /// Categorized failures: counted by type and severity.
+    pub failures: String,
+    /// Recovery outcomes: counted by strategy and outcome, time to recover.
+    pub outcomes: String,
+}
+
 /// The metrics of one stage runner, with cached handles.
 pub struct StageMetrics {
+    observed: ObservedTopics,
     stage: &'static str,
     // A stage reads and writes a handful of topics: a short list beats hashing.
     consumed: Vec<(String, Counter)>,
@@ -86,6 +101,7 @@ impl StageMetrics {
     /// Metrics of `stage`.
     pub fn new(stage: &'static str) -> StageMetrics {
         StageMetrics {
+            observed: ObservedTopics::default(),
             stage,
             consumed: Vec::new(),
             produced: Vec::new(),
@@ -122,15 +138,52 @@ impl StageMetrics {
         .increment(1);
     }
 
-    /// One record produced to `topic`.
-    pub fn produced(&mut self, topic: &str) {
+    /// Also counts failures and outcomes by what they say.
+    pub fn observing(mut self, topics: ObservedTopics) -> StageMetrics {
+        self.observed = topics;
+        self
+    }
+
+    /// One record produced.
+    pub fn produced(&mut self, out: &crate::stages::OutputRecord) {
         Self::counter(
             self.stage,
             &mut self.produced,
             "medic_records_produced_total",
-            topic,
+            &out.topic,
         )
         .increment(1);
+        let Some(bytes) = out.value.as_deref() else {
+            return;
+        };
+        // Failures and outcomes are few next to logs: decoding them is cheap.
+        if !self.observed.failures.is_empty() && out.topic == self.observed.failures {
+            if let Ok(f) = crate::codec::decode::<crate::domain::CategorizedFailure>(bytes) {
+                metrics::counter!(
+                    "medic_failures_total",
+                    "type" => f.failure_type.as_str(),
+                    "severity" => f.severity.as_str()
+                )
+                .increment(1);
+            }
+        } else if !self.observed.outcomes.is_empty() && out.topic == self.observed.outcomes {
+            if let Ok(o) = crate::codec::decode::<crate::domain::RecoveryOutcome>(bytes) {
+                metrics::counter!(
+                    "medic_recoveries_total",
+                    "strategy" => o.strategy.clone(),
+                    "outcome" => o.outcome.as_str()
+                )
+                .increment(1);
+                let first_seen = o
+                    .recovery_id
+                    .rsplit_once('#')
+                    .and_then(|(_, t)| t.parse::<i64>().ok());
+                if let (crate::domain::Outcome::Succeeded, Some(start)) = (o.outcome, first_seen) {
+                    metrics::histogram!("medic_time_to_recover_seconds")
+                        .record((o.finished_at - start).max(0) as f64 / 1000.0);
+                }
+            }
+        }
     }
 
     /// One input record from `topic` dead-lettered.

@@ -98,6 +98,36 @@ fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
         ),
         Some(1.0)
     );
+    // What the records said.
+    assert_eq!(
+        value(&text, "medic_failures_total", &[("type", "resource")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "medic_recoveries_total",
+            &[
+                ("strategy", "infrastructure_recovery"),
+                ("outcome", "succeeded")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "medic_time_to_recover_seconds_count", &[]),
+        Some(1.0)
+    );
+    let calls = value(
+        &text,
+        "medic_executor_calls_total",
+        &[("kind", "dry_run"), ("result", "succeeded")],
+    );
+    assert!(
+        calls.is_some_and(|n| n >= 3.0),
+        "every step of the recovery: {calls:?}"
+    );
     // Every record processed was timed.
     let timed = value(
         &text,

@@ -58,10 +58,30 @@ impl Executor for Executors {
     fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
         match request {
             EffectRequest::RecoveryStep { .. } => self.steps.execute(request),
-            EffectRequest::Notify { .. } => self.notifications.execute(request),
-            EffectRequest::CommitStatus { .. } => self.statuses.execute(request),
+            EffectRequest::Notify { .. } => counted("webhook", self.notifications.execute(request)),
+            EffectRequest::CommitStatus { .. } => {
+                counted("commit_status", self.statuses.execute(request))
+            }
         }
     }
+}
+
+/// Counts a notification delivery by sink and result (`medic_notifications_total`).
+fn counted<'a>(
+    sink: &'static str,
+    delivery: BoxFuture<'a, EffectResult>,
+) -> BoxFuture<'a, EffectResult> {
+    Box::pin(async move {
+        let result = delivery.await;
+        let outcome = if result.success {
+            "delivered"
+        } else {
+            "failed"
+        };
+        metrics::counter!("medic_notifications_total", "sink" => sink, "result" => outcome)
+            .increment(1);
+        result
+    })
 }
 
 /// An executor for requests nobody configured a sink for: fails them, clearly.

@@ -177,6 +177,13 @@ impl StepRouter {
                     request.timeout.as_millis()
                 ))),
             };
+            let label = match &outcome {
+                Ok(_) => "succeeded",
+                Err(e) if e.retryable && attempt < attempts => "retried",
+                Err(_) => "failed",
+            };
+            metrics::counter!("medic_executor_calls_total", "kind" => executor.kind(), "result" => label)
+                .increment(1);
             match outcome {
                 Ok(done) => {
                     return EffectResult {

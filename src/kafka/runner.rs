@@ -59,6 +59,9 @@ pub struct RunnerConfig {
     pub delivery: DeliveryConfig,
     /// Where undecodable records go.
     pub deadletter_topic: String,
+    /// Categorized failures and recovery outcomes, counted by type and
+    /// outcome in the metrics as the stage produces them.
+    pub observed_topics: crate::telemetry::ObservedTopics,
 }
 
 /// Why a runner stopped.
@@ -347,7 +350,7 @@ impl Pipeline {
                 .map_err(|e| RunnerError::Restart(format!("begin transaction: {e}")))?;
             self.txn_open = true;
         }
-        self.metrics.produced(&out.topic);
+        self.metrics.produced(&out);
         let mut headers = OwnedHeaders::new();
         if let Some(id) = &out.id {
             headers = headers.insert(Header {
@@ -525,7 +528,8 @@ pub fn run(
         executor,
         rt,
         stats: RunStats::default(),
-        metrics: crate::telemetry::StageMetrics::new(stage.as_str()),
+        metrics: crate::telemetry::StageMetrics::new(stage.as_str())
+            .observing(config.observed_topics.clone()),
     }));
     let context = StageContext {
         pipeline: pipeline.clone(),
