@@ -23,6 +23,20 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// Every metric medic exports (histograms also as `_bucket`, `_sum`, `_count`).
+pub const METRIC_NAMES: &[&str] = &[
+    "medic_records_consumed_total",
+    "medic_records_produced_total",
+    "medic_records_deadlettered_total",
+    "medic_processing_seconds",
+    "medic_failures_total",
+    "medic_recoveries_total",
+    "medic_time_to_recover_seconds",
+    "medic_executor_calls_total",
+    "medic_notifications_total",
+    "medic_bridge_requests_total",
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process's Prometheus recorder (once) and returns its handle;

@@ -128,6 +128,17 @@ fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
         calls.is_some_and(|n| n >= 3.0),
         "every step of the recovery: {calls:?}"
     );
+    // The list the dashboard is checked against is complete.
+    let exported: std::collections::BTreeSet<String> = medic::telemetry::METRIC_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let scraped = names(&text);
+    let missing: Vec<&String> = scraped.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "exported but not in METRIC_NAMES: {missing:?}"
+    );
     // Every record processed was timed.
     let timed = value(
         &text,
@@ -140,4 +151,87 @@ fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
         text.contains("medic_processing_seconds_bucket{stage=\"ingest\",le=\"0.001\"}"),
         "histogram buckets"
     );
+}
+
+/// Metric names in a text: `medic_...` identifiers, histogram suffixes removed.
+fn names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("medic_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name)
+            .to_string();
+        out.insert(base);
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_and_prometheus_config_use_only_exported_metrics() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/deploy/grafana/medic.json")).expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut exprs = String::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push_str(target["expr"].as_str().expect("expr"));
+            exprs.push('\n');
+        }
+    }
+    let used = names(&exprs);
+    let exported: std::collections::BTreeSet<String> = medic::telemetry::METRIC_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let unknown: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard uses metrics medic does not export: {unknown:?}"
+    );
+    let unused: Vec<&String> = exported.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "exported metrics missing from the dashboard: {unused:?}"
+    );
+
+    let prometheus: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(format!("{root}/deploy/prometheus.yml")).expect("prometheus.yml"),
+    )
+    .expect("prometheus.yml is YAML");
+    let jobs: Vec<&str> = prometheus["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .filter_map(|j| j["job_name"].as_str())
+        .collect();
+    assert_eq!(jobs, ["medic-stages", "medic-bridge"]);
+
+    let compose: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(format!("{root}/docker-compose.yml")).expect("compose"),
+    )
+    .expect("docker-compose.yml is YAML");
+    for service in [
+        "kafka",
+        "topics",
+        "ingest",
+        "categorize",
+        "decide",
+        "orchestrate",
+        "notify",
+        "bridge",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(
+            !compose["services"][service].is_null(),
+            "compose has no {service}"
+        );
+    }
 }
