@@ -299,8 +299,7 @@ impl Decide {
             .position(|s| std::ptr::eq(s, strategy))
             .and_then(|i| self.programs.get(i))
             .and_then(|p| {
-                let conditions: Vec<&str> = p.conditions.iter().map(String::as_str).collect();
-                let bits = program::condition_bits(strategy, &conditions, failure);
+                let bits = program::condition_bits(strategy, &p.conditions, failure);
                 p.by_key.get(&(bits, options.gate_risky))
             });
         match cached {

@@ -68,38 +68,10 @@ pub fn field_conditions(strategy: &Strategy) -> Vec<&str> {
         .collect()
 }
 
-/// Which field conditions hold for `failure`: bit `i` for the `i`th of
-/// [`field_conditions`] (at most 64).
-pub fn condition_bits(
-    strategy: &Strategy,
-    conditions: &[&str],
-    failure: &CategorizedFailure,
-) -> u64 {
-    let mut bits = 0u64;
-    for (i, id) in conditions.iter().enumerate().take(64) {
-        if let Some(Node::Condition {
-            check:
-                check @ super::policy::Check {
-                    field: Some(field), ..
-                },
-            ..
-        }) = strategy.nodes.get(*id)
-        {
-            if evaluate(*field, check, failure).0 {
-                bits |= 1 << i;
-            }
-        }
-    }
-    bits
-}
-
-/// The program of `strategy` for `failure`.
-pub fn program(
-    strategy: &Strategy,
-    failure: &CategorizedFailure,
-    options: WalkOptions<'_>,
-) -> Vec<PlanStep> {
-    let holds = |id: &str| match strategy.nodes.get(id) {
+/// Whether the condition node `id` of `strategy`, a condition on a field of
+/// the failure, holds for `failure` (false for any other node).
+fn field_holds(strategy: &Strategy, id: &str, failure: &CategorizedFailure) -> bool {
+    match strategy.nodes.get(id) {
         Some(Node::Condition {
             check:
                 check @ super::policy::Check {
@@ -108,7 +80,31 @@ pub fn program(
             ..
         }) => evaluate(*field, check, failure).0,
         _ => false,
-    };
+    }
+}
+
+/// Which field conditions hold for `failure`: bit `i` for the `i`th of
+/// `conditions` (see [`field_conditions`]; at most 64).
+pub fn condition_bits(
+    strategy: &Strategy,
+    conditions: &[impl AsRef<str>],
+    failure: &CategorizedFailure,
+) -> u64 {
+    conditions
+        .iter()
+        .take(64)
+        .enumerate()
+        .filter(|(_, id)| field_holds(strategy, id.as_ref(), failure))
+        .fold(0, |bits, (i, _)| bits | 1 << i)
+}
+
+/// The program of `strategy` for `failure`.
+pub fn program(
+    strategy: &Strategy,
+    failure: &CategorizedFailure,
+    options: WalkOptions<'_>,
+) -> Vec<PlanStep> {
+    let holds = |id: &str| field_holds(strategy, id, failure);
     let mut steps = program_with(strategy, &holds, options);
     for step in &mut steps {
         step.target.clone_from(&failure.deployment_key);
