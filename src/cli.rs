@@ -431,7 +431,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             policy_files,
             json,
         } => {
-            let rules = app::rules(&config)?;
+            let pack = RulePack::load_files(&config.categorize.rule_packs)?;
             let mut files = config.decide.policy_files.clone();
             files.extend(policy_files);
             let policy = Arc::new(Policy::load_files(&files)?);
@@ -441,7 +441,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 service: Some(service),
                 ..Default::default()
             };
-            let Some(failure) = offline::failure(&rules.pack, &input) else {
+            let Some(failure) = offline::failure(&pack, &input) else {
                 println!(
                     "no rule matched: medic reports no failure for this text, so it plans nothing"
                 );
@@ -578,6 +578,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The configured recovery policy alone (no rule pack to build).
+fn configured_policy(config: &Config) -> anyhow::Result<Arc<Policy>> {
+    Ok(Arc::new(Policy::load_files(&config.decide.policy_files)?))
+}
+
 fn strategies_command(
     config: &Config,
     topics: &Topics,
@@ -594,11 +599,12 @@ fn strategies_command(
             Ok(ExitCode::SUCCESS)
         }
         StrategiesCommand::Docs => {
-            print!("{}", render::docs(&app::rules(config)?.policy));
+            let policy = configured_policy(config)?;
+            print!("{}", render::docs(&policy));
             Ok(ExitCode::SUCCESS)
         }
         StrategiesCommand::Render { id, format } => {
-            let policy = app::rules(config)?.policy;
+            let policy = configured_policy(config)?;
             let strategy = policy.strategy(&id).with_context(|| {
                 let ids: Vec<&str> = policy.strategies().iter().map(|s| s.id.as_str()).collect();
                 format!("no strategy '{id}' (known: {})", ids.join(", "))
@@ -611,7 +617,7 @@ fn strategies_command(
             Ok(ExitCode::SUCCESS)
         }
         StrategiesCommand::List => {
-            let policy = app::rules(config)?.policy;
+            let policy = configured_policy(config)?;
             let mut decide = Decide::new(topics.clone(), config.decide.clone(), policy.clone());
             let learned = match &config.kafka.brokers {
                 Some(_) => {
