@@ -17,6 +17,7 @@ fn bench(c: &mut Criterion) {
         key: "cart/staging".into(),
         value: Some(vec![0; 200]),
         id: None,
+        observation: None,
     };
     let mut g = c.benchmark_group("metrics");
     g.bench_function("per record (consumed + produced + histogram)", |b| {

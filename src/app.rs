@@ -249,10 +249,6 @@ pub fn runner_config(
         instance: format!("{}-{:08x}", std::process::id(), nanos),
         delivery: config.delivery.clone(),
         deadletter_topic: topics.deadletter.clone(),
-        observed_topics: crate::telemetry::ObservedTopics {
-            failures: topics.failures.clone(),
-            outcomes: topics.outcomes.clone(),
-        },
     }
 }
 

@@ -91,18 +91,8 @@ pub async fn serve(
         .await
 }
 
-/// Topics whose records are counted by what they say, not only by number.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObservedTopics {
-    /// Categorized failures: counted by type and severity.
-    pub failures: String,
-    /// Recovery outcomes: counted by strategy and outcome, time to recover.
-    pub outcomes: String,
-}
-
 /// The metrics of one stage runner, with cached handles.
 pub struct StageMetrics {
-    observed: ObservedTopics,
     stage: &'static str,
     // A stage reads and writes a handful of topics: a short list beats hashing.
     consumed: Vec<(String, Counter)>,
@@ -115,7 +105,6 @@ impl StageMetrics {
     /// Metrics of `stage`.
     pub fn new(stage: &'static str) -> StageMetrics {
         StageMetrics {
-            observed: ObservedTopics::default(),
             stage,
             consumed: Vec::new(),
             produced: Vec::new(),
@@ -152,14 +141,9 @@ impl StageMetrics {
         .increment(1);
     }
 
-    /// Also counts failures and outcomes by what they say.
-    pub fn observing(mut self, topics: ObservedTopics) -> StageMetrics {
-        self.observed = topics;
-        self
-    }
-
-    /// One record produced.
+    /// One record produced, counted also by what it says.
     pub fn produced(&mut self, out: &crate::stages::OutputRecord) {
+        use crate::stages::Observation;
         Self::counter(
             self.stage,
             &mut self.produced,
@@ -167,34 +151,31 @@ impl StageMetrics {
             &out.topic,
         )
         .increment(1);
-        let Some(bytes) = out.value.as_deref() else {
-            return;
-        };
-        // Failures and outcomes are few next to logs: decoding them is cheap.
-        if !self.observed.failures.is_empty() && out.topic == self.observed.failures {
-            if let Ok(f) = crate::codec::decode::<crate::domain::CategorizedFailure>(bytes) {
-                metrics::counter!(
-                    "medic_failures_total",
-                    "type" => f.failure_type.as_str(),
-                    "severity" => f.severity.as_str()
-                )
-                .increment(1);
-            }
-        } else if !self.observed.outcomes.is_empty() && out.topic == self.observed.outcomes {
-            if let Ok(o) = crate::codec::decode::<crate::domain::RecoveryOutcome>(bytes) {
+        match &out.observation {
+            None => {}
+            Some(Observation::Failure {
+                failure_type,
+                severity,
+            }) => metrics::counter!(
+                "medic_failures_total",
+                "type" => failure_type.as_str(),
+                "severity" => severity.as_str()
+            )
+            .increment(1),
+            Some(Observation::Recovery {
+                strategy,
+                outcome,
+                time_to_recover_ms,
+            }) => {
                 metrics::counter!(
                     "medic_recoveries_total",
-                    "strategy" => o.strategy.clone(),
-                    "outcome" => o.outcome.as_str()
+                    "strategy" => strategy.clone(),
+                    "outcome" => outcome.as_str()
                 )
                 .increment(1);
-                let first_seen = o
-                    .recovery_id
-                    .rsplit_once('#')
-                    .and_then(|(_, t)| t.parse::<i64>().ok());
-                if let (crate::domain::Outcome::Succeeded, Some(start)) = (o.outcome, first_seen) {
+                if let Some(ms) = time_to_recover_ms {
                     metrics::histogram!("medic_time_to_recover_seconds")
-                        .record((o.finished_at - start).max(0) as f64 / 1000.0);
+                        .record(*ms as f64 / 1000.0);
                 }
             }
         }

@@ -59,9 +59,6 @@ pub struct RunnerConfig {
     pub delivery: DeliveryConfig,
     /// Where undecodable records go.
     pub deadletter_topic: String,
-    /// Categorized failures and recovery outcomes, counted by type and
-    /// outcome in the metrics as the stage produces them.
-    pub observed_topics: crate::telemetry::ObservedTopics,
 }
 
 /// Why a runner stopped.
@@ -340,6 +337,7 @@ impl Pipeline {
             key,
             value: Some(value),
             id: None,
+            observation: None,
         })
     }
 
@@ -528,8 +526,7 @@ pub fn run(
         executor,
         rt,
         stats: RunStats::default(),
-        metrics: crate::telemetry::StageMetrics::new(stage.as_str())
-            .observing(config.observed_topics.clone()),
+        metrics: crate::telemetry::StageMetrics::new(stage.as_str()),
     }));
     let context = StageContext {
         pipeline: pipeline.clone(),

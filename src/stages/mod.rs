@@ -93,6 +93,30 @@ pub struct OutputRecord {
     /// Record id, sent as the `medic-id` header so that consumers can drop
     /// redelivered duplicates in at-least-once mode.
     pub id: Option<String>,
+    /// What the record says, for the metrics (counted when it is produced).
+    pub observation: Option<Observation>,
+}
+
+/// What a produced record tells the metrics, set by the stage that made it
+/// so that nobody decodes it again to count it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// A categorized failure.
+    Failure {
+        /// Its type.
+        failure_type: crate::domain::FailureType,
+        /// Its severity.
+        severity: crate::domain::Severity,
+    },
+    /// A finished recovery.
+    Recovery {
+        /// Its strategy.
+        strategy: String,
+        /// How it ended.
+        outcome: crate::domain::Outcome,
+        /// From the failure's first signal to the outcome, when it succeeded.
+        time_to_recover_ms: Option<Millis>,
+    },
 }
 
 impl OutputRecord {
@@ -109,7 +133,14 @@ impl OutputRecord {
             key: key.to_string(),
             value: Some(bytes),
             id,
+            observation: None,
         })
+    }
+
+    /// The record with what it says, for the metrics.
+    pub fn observed(mut self, observation: Observation) -> OutputRecord {
+        self.observation = Some(observation);
+        self
     }
 
     /// A tombstone for `key` on a compacted topic.
@@ -118,6 +149,7 @@ impl OutputRecord {
             topic: topic.to_string(),
             key: key.to_string(),
             value: None,
+            observation: None,
             id: None,
         }
     }

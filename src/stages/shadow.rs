@@ -63,6 +63,8 @@ impl Shadow {
                 match action {
                     Action::Emit(mut record) if record.topic == self.topics.outcomes => {
                         record.topic.clone_from(&self.topics.shadow_outcomes);
+                        // Not a live recovery: not counted as one.
+                        record.observation = None;
                         out.push(Action::Emit(record));
                     }
                     Action::Emit(_) => {}

@@ -13,7 +13,8 @@ use crate::codec;
 use crate::config::CategorizeConfig;
 use crate::domain::{CorrelationWindow, Millis, Signal};
 use crate::stages::{
-    decode_input, Action, InputRecord, OutputRecord, ProcessError, Processor, StageName,
+    decode_input, Action, InputRecord, Observation, OutputRecord, ProcessError, Processor,
+    StageName,
 };
 use crate::topics::Topics;
 use rules::RulePack;
@@ -94,12 +95,18 @@ impl Categorize {
         };
         let failure = window::close(&slot.window, &self.pack);
         Ok(vec![
-            Action::Emit(OutputRecord::encode(
-                &self.topics.failures,
-                key,
-                Some(failure.id.clone()),
-                &failure,
-            )?),
+            Action::Emit(
+                OutputRecord::encode(
+                    &self.topics.failures,
+                    key,
+                    Some(failure.id.clone()),
+                    &failure,
+                )?
+                .observed(Observation::Failure {
+                    failure_type: failure.failure_type,
+                    severity: failure.severity,
+                }),
+            ),
             Action::Emit(OutputRecord::tombstone(&self.topics.windows, key)),
         ])
     }

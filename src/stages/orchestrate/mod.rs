@@ -29,8 +29,8 @@ use crate::codec;
 use crate::config::OrchestrateConfig;
 use crate::domain::*;
 use crate::stages::{
-    decode_input, Action, EffectRequest, EffectResult, InputRecord, OutputRecord, ProcessError,
-    Processor, StageName,
+    decode_input, Action, EffectRequest, EffectResult, InputRecord, Observation, OutputRecord,
+    ProcessError, Processor, StageName,
 };
 use crate::topics::Topics;
 use std::collections::{BTreeMap, VecDeque};
@@ -1110,12 +1110,26 @@ impl Orchestrate {
     }
 
     fn emit_outcome(&self, outcome: &RecoveryOutcome) -> Result<Action, ProcessError> {
-        Ok(Action::Emit(OutputRecord::encode(
-            &self.topics.outcomes,
-            &outcome.deployment_key,
-            Some(outcome.recovery_id.clone()),
-            outcome,
-        )?))
+        let first_seen = outcome
+            .recovery_id
+            .rsplit_once('#')
+            .and_then(|(_, t)| t.parse::<Millis>().ok());
+        let time_to_recover_ms = first_seen
+            .filter(|_| outcome.outcome == Outcome::Succeeded)
+            .map(|start| (outcome.finished_at - start).max(0));
+        Ok(Action::Emit(
+            OutputRecord::encode(
+                &self.topics.outcomes,
+                &outcome.deployment_key,
+                Some(outcome.recovery_id.clone()),
+                outcome,
+            )?
+            .observed(Observation::Recovery {
+                strategy: outcome.strategy.clone(),
+                outcome: outcome.outcome,
+                time_to_recover_ms,
+            }),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
