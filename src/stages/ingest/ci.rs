@@ -45,21 +45,7 @@ pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> O
             attributes.insert(name.to_string(), v.clone());
         }
     }
-    // GitLab job events carry the job's id; its pipeline's is in `pipeline`.
-    let (run_id, job_id) = match (event.platform, event.event_type.as_str()) {
-        (CiPlatform::GitlabCi, "Job Hook") => (
-            event
-                .pipeline
-                .strip_prefix("pipeline ")
-                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                .map(str::to_string),
-            Some(event.run_id.clone()),
-        ),
-        (CiPlatform::GitlabCi, "Pipeline Hook") => (Some(event.run_id.clone()), None),
-        // Other GitLab events (deployments) carry ids that are not runs.
-        (CiPlatform::GitlabCi, _) => (None, None),
-        _ => (Some(event.run_id.clone()), None),
-    };
+    let (run_id, job_id) = run_and_job(event);
     Some(Signal {
         id: format!("ci/{}/{}", event.platform, event.id),
         deployment_key: key.to_string(),
@@ -87,6 +73,30 @@ pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> O
         origin: RawLogEnvelope::at(Shipper::CiEvent, topic, partition, offset),
         attributes,
     })
+}
+
+/// The ids an executor can act on: the pipeline or workflow run, and the
+/// job when the event was about one. `CiEvent.run_id` is the id of whatever
+/// the event was about; GitHub check runs and deployment statuses and GitLab
+/// deployments are not runs that can be retried or cancelled.
+fn run_and_job(event: &CiEvent) -> (Option<String>, Option<String>) {
+    let run = Some(event.run_id.clone());
+    match (event.platform, event.event_type.as_str()) {
+        (CiPlatform::GithubActions, "workflow_run" | "workflow_job") => (run, None),
+        (CiPlatform::GithubActions, _) => (None, None),
+        // A GitLab job event carries the job's id; its pipeline's is in `pipeline`.
+        (CiPlatform::GitlabCi, "Job Hook") => (
+            event
+                .pipeline
+                .strip_prefix("pipeline ")
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string),
+            run,
+        ),
+        (CiPlatform::GitlabCi, "Pipeline Hook") => (run, None),
+        (CiPlatform::GitlabCi, _) => (None, None),
+        _ => (run, None),
+    }
 }
 
 #[cfg(test)]
@@ -146,5 +156,23 @@ mod tests {
             .expect("signal")
             .text
             .contains("was cancelled"));
+    }
+
+    #[test]
+    fn only_runs_that_can_be_retried_carry_a_run_id() {
+        let mut e = event(CiStatus::Failure);
+        assert_eq!(
+            run_and_job(&e).0.as_deref(),
+            Some(e.run_id.as_str()),
+            "workflow_job"
+        );
+        e.event_type = "check_run".into();
+        assert_eq!(run_and_job(&e), (None, None));
+        e.platform = CiPlatform::GitlabCi;
+        e.event_type = "Job Hook".into();
+        e.pipeline = "pipeline 7".into();
+        assert_eq!(run_and_job(&e), (Some("7".into()), Some(e.run_id.clone())));
+        e.event_type = "Deployment Hook".into();
+        assert_eq!(run_and_job(&e), (None, None));
     }
 }
