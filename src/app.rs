@@ -1,7 +1,7 @@
 //! Wiring: builds each stage's processor and executors from the configuration
 //! and runs stages on their own threads under supervision.
 
-use crate::config::{Config, ExecutorsConfig};
+use crate::config::{Config, ExecutorsConfig, NotifyConfig};
 use crate::domain::CiPlatform;
 use crate::executors::argo_rollouts::ArgoRolloutsExecutor;
 use crate::executors::command::CommandExecutor;
@@ -10,15 +10,13 @@ use crate::executors::gitlab::GitlabExecutor;
 use crate::executors::http::HttpExecutor;
 use crate::executors::kubernetes::KubernetesExecutor;
 use crate::executors::step::{Retry, StepExecutor, StepRouter};
-use crate::executors::{
-    CommitStatusSink, DryRun, Executor, Executors, StatusTarget, Unconfigured, Webhook,
-};
+use crate::executors::{Channels, CommitStatusSink, DryRun, Executor, Executors, StatusTarget};
 use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError, StageStatus};
 use crate::kafka::{ClientSettings, Shutdown};
 use crate::stages::categorize::{rules::RulePack, Categorize};
 use crate::stages::decide::{policy::Policy, Decide};
 use crate::stages::ingest::Ingest;
-use crate::stages::notify::Notify;
+use crate::stages::notify::{Channel, Notify};
 use crate::stages::orchestrate::Orchestrate;
 use crate::stages::shadow::Shadow;
 use crate::stages::{Processor, StageName};
@@ -99,23 +97,27 @@ pub fn processor(
                 .unwrap_or_else(|| rules.policy.clone()),
         )),
         StageName::Notify => Box::new(
-            Notify::new(topics.clone(), config.notify.webhook_url.is_some())
+            Notify::new(topics.clone(), notification_channels(&config.notify))
+                .with_link(config.notify.link_url.clone())
                 .with_commit_statuses(status_platforms(config)),
         ),
     }
 }
 
-/// The executors the configuration asks for: dry-run recovery steps (the only
-/// kind until real executors exist) and the webhook sink when a URL is set.
+/// The notification channels of `notify` (`webhook_url` is the channel `webhook`).
+pub fn notification_channels(notify: &NotifyConfig) -> Vec<Channel> {
+    notify
+        .webhook_url
+        .iter()
+        .map(|_| Channel::webhook())
+        .chain(notify.channels.iter().map(Channel::from_config))
+        .collect()
+}
+
+/// The executors the configuration asks for: recovery steps by route, the
+/// notification channels' sinks, and commit statuses.
 pub fn executors(config: &Config) -> Result<Executors, String> {
-    let notifications: Arc<dyn Executor> = match &config.notify.webhook_url {
-        Some(url) => Arc::new(Webhook::new(
-            url,
-            Duration::from_millis(config.notify.webhook_timeout_ms),
-            config.notify.webhook_attempts,
-        )?),
-        None => Arc::new(Unconfigured),
-    };
+    let notifications: Arc<dyn Executor> = Arc::new(Channels::from_config(&config.notify)?);
     let target = |api: &crate::config::StatusApi| -> Result<Option<StatusTarget>, String> {
         match &api.token {
             None => Ok(None),

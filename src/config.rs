@@ -10,7 +10,7 @@
 //! literally. `config/medic.example.yaml` documents every field and is tested to
 //! equal the defaults.
 
-use crate::domain::Severity;
+use crate::domain::{CiPlatform, NotificationTrigger, Severity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -392,6 +392,154 @@ pub struct NotifyConfig {
     pub github_status: StatusApi,
     /// Commit statuses on GitLab for recoveries of GitLab CI failures.
     pub gitlab_status: StatusApi,
+    /// Where notifications go: Slack, signed webhooks and e-mail, each for
+    /// some environments, CI platforms and events. With no channel (and no
+    /// `webhook_url`) notifications are only written to `medic.notifications`.
+    pub channels: Vec<ChannelConfig>,
+    /// Link in messages about failures that came without a CI run (e.g. a
+    /// dashboard); failures from CI link to their run.
+    pub link_url: Option<String>,
+}
+
+/// One notification channel (the original design's `notification_channels`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Name, unique among channels; appears in delivery records.
+    pub name: String,
+    /// `slack`, `webhook` or `email`.
+    pub kind: ChannelKind,
+    /// Environments this channel hears about; empty means all.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// CI platforms whose failures this channel hears about; empty means all,
+    /// including failures found in logs with no CI run.
+    #[serde(default)]
+    pub platforms: Vec<CiPlatform>,
+    /// Least severity this channel hears about; all by default.
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// What to notify: `approval_needed`, `outcome`.
+    #[serde(default = "default_events")]
+    pub events: Vec<NotificationTrigger>,
+    /// Slack incoming-webhook URL (a secret: `${env:NAME}` or
+    /// `${file:/path}`) or the generic webhook's URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Generic webhook: HMAC-SHA256 secret, signed like the bridge's generic
+    /// scheme (`X-Medic-Timestamp`, `X-Medic-Signature`). Unsigned without it.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// E-mail: the SMTP server.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// E-mail: sender address.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// E-mail: recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// At most this many messages per window; the rest go out as one digest
+    /// when the window ends.
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+    /// Per-attempt timeout, in milliseconds.
+    #[serde(default = "default_channel_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts before the delivery is recorded as failed.
+    #[serde(default = "default_channel_attempts")]
+    pub attempts: u32,
+}
+
+/// Kinds of notification channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// Slack incoming webhook, Block Kit message.
+    Slack,
+    /// JSON POST, optionally HMAC-signed.
+    Webhook,
+    /// E-mail over SMTP.
+    Email,
+}
+
+impl ChannelKind {
+    /// The kind as written in the configuration (and in metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Slack => "slack",
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Email => "email",
+        }
+    }
+}
+
+/// A channel's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Messages per window.
+    pub max: u32,
+    /// Window length, in seconds.
+    pub per_seconds: u64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            max: 20,
+            per_seconds: 60,
+        }
+    }
+}
+
+/// An SMTP server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name.
+    pub host: String,
+    /// Port; by default 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (plain text:
+    /// only for a relay on the same host or network).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// User name for SMTP AUTH.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for SMTP AUTH: `${env:NAME}` or `${file:/path}`.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+    /// No encryption.
+    None,
+}
+
+fn default_events() -> Vec<NotificationTrigger> {
+    vec![
+        NotificationTrigger::ApprovalNeeded,
+        NotificationTrigger::Outcome,
+    ]
+}
+
+fn default_channel_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_channel_attempts() -> u32 {
+    3
 }
 
 /// Where and how to write commit statuses back to a CI platform.
@@ -419,6 +567,8 @@ impl Default for NotifyConfig {
             webhook_url: None,
             webhook_timeout_ms: 5_000,
             webhook_attempts: 3,
+            channels: Vec::new(),
+            link_url: None,
         }
     }
 }
@@ -876,6 +1026,20 @@ impl Config {
                 resolve_secret(token, env, origin, &format!("notify.{name}.token"), true)?;
             }
         }
+        for c in self.notify.channels.iter_mut() {
+            let field = |name: &str| format!("notify.channels.{}.{name}", c.name);
+            if let Some(url) = c.url.as_mut() {
+                // A Slack incoming-webhook URL is itself the credential.
+                let secret = c.kind == ChannelKind::Slack;
+                resolve_secret(url, env, origin, &field("url"), secret)?;
+            }
+            if let Some(secret) = c.secret.as_mut() {
+                resolve_secret(secret, env, origin, &field("secret"), true)?;
+            }
+            if let Some(password) = c.smtp.as_mut().and_then(|s| s.password.as_mut()) {
+                resolve_secret(password, env, origin, &field("smtp.password"), true)?;
+            }
+        }
         if let Some(url) = self.notify.webhook_url.as_mut() {
             if let Some(resolved) = resolve_reference(url, env) {
                 *url = resolved.map_err(|message| ConfigError::Invalid {
@@ -980,6 +1144,114 @@ impl Config {
                     "must be an http:// or https:// URL".into(),
                 );
             }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for c in &self.notify.channels {
+            if let Err((field, message)) = c.validate() {
+                return fail(&format!("notify.channels.{}.{field}", c.name), message);
+            }
+            if !names.insert(c.name.as_str())
+                || (c.name == "webhook" && self.notify.webhook_url.is_some())
+            {
+                return fail(
+                    &format!("notify.channels.{}", c.name),
+                    "two channels have this name (notify.webhook_url is the channel 'webhook')"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ChannelConfig {
+    /// Checks the fields this channel's kind needs; returns `(field, message)`.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let valid_name = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_name {
+            return Err((
+                "name",
+                "must be non-empty and use only letters, digits, '-', '_' and '.'".into(),
+            ));
+        }
+        if self.events.is_empty() {
+            return Err(("events", "lists nothing to notify".into()));
+        }
+        if self.rate_limit.max == 0 || self.rate_limit.per_seconds == 0 {
+            return Err((
+                "rate_limit",
+                "max and per_seconds must be at least 1".into(),
+            ));
+        }
+        if self.attempts == 0 || self.timeout_ms == 0 {
+            return Err((
+                "attempts",
+                "attempts and timeout_ms must be at least 1".into(),
+            ));
+        }
+        let email = self.kind == ChannelKind::Email;
+        let unused = |field: &'static str| {
+            Err((
+                field,
+                format!("does not apply to a {} channel", self.kind.as_str()),
+            ))
+        };
+        match &self.url {
+            None if !email => return Err(("url", "is required".into())),
+            Some(_) if email => return unused("url"),
+            Some(url)
+                if !(url.starts_with("https://")
+                    || url.starts_with("http://")
+                    || url.starts_with("${")) =>
+            {
+                return Err(("url", "must be an http:// or https:// URL".into()))
+            }
+            _ => {}
+        }
+        if self.secret.is_some() && self.kind != ChannelKind::Webhook {
+            return unused("secret");
+        }
+        if !email {
+            if self.smtp.is_some() {
+                return unused("smtp");
+            }
+            if self.from.is_some() {
+                return unused("from");
+            }
+            if !self.to.is_empty() {
+                return unused("to");
+            }
+            return Ok(());
+        }
+        let Some(smtp) = &self.smtp else {
+            return Err(("smtp", "is required for an email channel".into()));
+        };
+        if smtp.host.is_empty() {
+            return Err(("smtp.host", "is empty".into()));
+        }
+        if smtp.username.is_some() != smtp.password.is_some() {
+            return Err(("smtp.password", "username and password go together".into()));
+        }
+        match &self.from {
+            None => return Err(("from", "is required for an email channel".into())),
+            Some(from) if from.parse::<lettre::message::Mailbox>().is_err() => {
+                return Err(("from", format!("'{from}' is not an e-mail address")))
+            }
+            Some(_) => {}
+        }
+        if self.to.is_empty() {
+            return Err(("to", "lists no recipient".into()));
+        }
+        if let Some(bad) = self
+            .to
+            .iter()
+            .find(|to| to.parse::<lettre::message::Mailbox>().is_err())
+        {
+            return Err(("to", format!("'{bad}' is not an e-mail address")));
         }
         Ok(())
     }

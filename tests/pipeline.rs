@@ -344,6 +344,7 @@ impl Executor for Forbidden {
                 detail: "shadow mode must not call an executor".into(),
                 attempts: 1,
                 http_status: None,
+                retries: Vec::new(),
             }
         })
     }

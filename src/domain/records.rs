@@ -445,6 +445,12 @@ pub struct NotificationRecord {
     pub message: String,
     pub error: Option<String>,
     pub at: Millis,
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub retries: Vec<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
 }
 
 /// Outcome counts of one strategy.

@@ -156,6 +156,7 @@ impl Executor for CommitStatusSink {
                 detail,
                 attempts,
                 http_status: status,
+                retries: Vec::new(),
             };
             let builder = match self.request(request) {
                 Ok(b) => b,
@@ -168,6 +169,7 @@ impl Executor for CommitStatusSink {
                     detail: format!("HTTP {}", response.status()),
                     attempts: 1,
                     http_status: Some(response.status().as_u16()),
+                    retries: Vec::new(),
                 },
                 Ok(response) => fail(
                     format!("HTTP {}", response.status()),

@@ -46,6 +46,7 @@ impl Executor for DryRun {
                 detail,
                 attempts: 1,
                 http_status: None,
+                retries: Vec::new(),
             }
         })
     }

@@ -1,9 +1,9 @@
 //! Executors: where side effects happen, outside the stage cores.
 //!
 //! The runner hands every [`EffectRequest`] to an [`Executor`] and feeds the
-//! [`EffectResult`] back to the stage. Recovery steps go to [`DryRun`] until
-//! real executors (CI APIs, Kubernetes) are configured; notifications go to the
-//! [`Webhook`] sink.
+//! [`EffectResult`] back to the stage. Recovery steps go to [`DryRun`] unless
+//! real executors (CI APIs, Kubernetes) are configured; notifications go to
+//! their channel's sink ([`notify`]: Slack, webhook, e-mail).
 //!
 //! Recovery-step executors implement [`step::StepExecutor`]: [`http`]
 //! (configured requests), [`command`] (configured programs, never a shell),
@@ -19,14 +19,14 @@ pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod kubernetes;
+pub mod notify;
 mod outbound;
 pub mod step;
 mod template;
-mod webhook;
 
 pub use commit_status::{CommitStatusSink, StatusTarget};
 pub use dry_run::DryRun;
-pub use webhook::Webhook;
+pub use notify::Channels;
 
 use crate::stages::{EffectRequest, EffectResult};
 use std::future::Future;
@@ -58,7 +58,7 @@ impl Executor for Executors {
     fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
         match request {
             EffectRequest::RecoveryStep { .. } => self.steps.execute(request),
-            EffectRequest::Notify { .. } => counted("webhook", self.notifications.execute(request)),
+            EffectRequest::Notify { .. } => self.notifications.execute(request),
             EffectRequest::CommitStatus { .. } => {
                 counted("commit_status", self.statuses.execute(request))
             }
@@ -96,6 +96,7 @@ impl Executor for Unconfigured {
                 detail: "no executor is configured for this request".into(),
                 attempts: 0,
                 http_status: None,
+                retries: Vec::new(),
             }
         })
     }

@@ -251,7 +251,13 @@ pub(crate) async fn send(
 /// cleaned and cut to 200 bytes; empty when there is none.
 pub(crate) fn api_message(body: &[u8]) -> String {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return String::new();
+        // Some APIs (Slack's incoming webhooks) answer with a short word.
+        let text = clean_tail(body, 200);
+        return if body.len() > 200 || text.starts_with('<') {
+            String::new()
+        } else {
+            text
+        };
     };
     let text = match (value.get("message"), value.get("error")) {
         (Some(serde_json::Value::String(m)), _) => m.clone(),

@@ -166,36 +166,19 @@ impl StepRouter {
 
     /// Runs `request` with the timeout per attempt and the retry policy.
     pub async fn run(&self, executor: &dyn StepExecutor, request: &StepRequest) -> EffectResult {
-        let attempts = self.retry.attempts.max(1);
-        let mut backoff = self.retry.initial_backoff;
-        let mut last = StepError::permanent("not attempted");
-        for attempt in 1..=attempts {
-            let outcome = match tokio::time::timeout(request.timeout, executor.run(request)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(StepError::transient(format!(
-                    "no answer within {} ms",
-                    request.timeout.as_millis()
-                ))),
-            };
-            let label = match &outcome {
-                Ok(_) => "succeeded",
-                Err(e) if e.retryable && attempt < attempts => "retried",
-                Err(_) => "failed",
-            };
-            metrics::counter!("medic_executor_calls_total", "kind" => executor.kind(), "result" => label)
-                .increment(1);
-            match outcome {
-                Ok(done) => {
-                    return EffectResult {
-                        idempotency_key: request.idempotency_key.clone(),
-                        success: true,
-                        detail: format!("{}: {}", executor.kind(), done.detail),
-                        attempts: attempt,
-                        http_status: done.http_status,
-                    }
-                }
-                Err(e) => {
-                    let retry = e.retryable && attempt < attempts;
+        let attempted = with_retries(
+            &self.retry,
+            request.timeout,
+            || executor.run(request),
+            |attempt, outcome, retry| {
+                let label = match (outcome, retry) {
+                    (Ok(_), _) => "succeeded",
+                    (Err(_), true) => "retried",
+                    (Err(_), false) => "failed",
+                };
+                metrics::counter!("medic_executor_calls_total", "kind" => executor.kind(), "result" => label)
+                    .increment(1);
+                if let Err(e) = outcome {
                     tracing::warn!(
                         key = %request.idempotency_key,
                         executor = executor.kind(),
@@ -204,21 +187,82 @@ impl StepRouter {
                         error = %e.detail,
                         "recovery step attempt failed"
                     );
-                    last = e;
-                    if !retry {
-                        break;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                }
+            },
+        )
+        .await;
+        attempted.into_effect_result(&request.idempotency_key, executor.kind())
+    }
+}
+
+/// A call made with retries: the last attempt's result, how many attempts
+/// were made, and why each attempt before the last failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    /// The last attempt's result.
+    pub result: StepResult,
+    /// Attempts made (at least 1).
+    pub attempts: u32,
+    /// Why each retried attempt failed, in order.
+    pub retries: Vec<String>,
+}
+
+impl Attempted {
+    /// The result a stage sees, details prefixed with `kind`.
+    pub fn into_effect_result(self, idempotency_key: &str, kind: &str) -> EffectResult {
+        let (success, detail, http_status) = match self.result {
+            Ok(done) => (true, done.detail, done.http_status),
+            Err(e) => (false, e.detail, e.http_status),
+        };
+        EffectResult {
+            idempotency_key: idempotency_key.to_string(),
+            success,
+            detail: format!("{kind}: {detail}"),
+            attempts: self.attempts,
+            http_status,
+            retries: self.retries,
+        }
+    }
+}
+
+/// Calls `attempt` until it succeeds, fails for good, or `retry.attempts`
+/// are used up; each attempt gets `timeout`, and the waits between attempts
+/// double from `retry.initial_backoff` up to `retry.max_backoff`. `observe`
+/// sees each attempt's number, result, and whether another attempt follows.
+pub async fn with_retries<'a>(
+    retry: &Retry,
+    timeout: Duration,
+    mut attempt: impl FnMut() -> BoxFuture<'a, StepResult>,
+    mut observe: impl FnMut(u32, &StepResult, bool),
+) -> Attempted {
+    let attempts = retry.attempts.max(1);
+    let mut backoff = retry.initial_backoff;
+    let mut retries = Vec::new();
+    let mut number = 1;
+    loop {
+        let outcome = match tokio::time::timeout(timeout, attempt()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StepError::transient(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        };
+        let again = matches!(&outcome, Err(e) if e.retryable) && number < attempts;
+        observe(number, &outcome, again);
+        match outcome {
+            Err(e) if again => {
+                retries.push(e.detail);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(retry.max_backoff);
+                number += 1;
+            }
+            result => {
+                return Attempted {
+                    result,
+                    attempts: number,
+                    retries,
                 }
             }
-        }
-        EffectResult {
-            idempotency_key: request.idempotency_key.clone(),
-            success: false,
-            detail: format!("{}: {}", executor.kind(), last.detail),
-            attempts,
-            http_status: last.http_status,
         }
     }
 }
@@ -243,6 +287,7 @@ impl Executor for StepRouter {
                     detail: "the step router only carries out recovery steps".into(),
                     attempts: 0,
                     http_status: None,
+                    retries: Vec::new(),
                 };
             };
             let step_request = StepRequest {

@@ -204,12 +204,14 @@ pub enum EffectRequest {
         /// Link for "Details".
         target_url: Option<String>,
     },
-    /// Deliver a notification to the configured webhook.
+    /// Deliver a notification on one configured channel.
     Notify {
-        /// Notification id.
+        /// Notification id (`recovery_id/event/channel`, or the digest's id).
         idempotency_key: String,
-        /// JSON body to POST.
-        body: String,
+        /// The channel's configured name.
+        channel: String,
+        /// What to say; each sink renders it in its own format.
+        message: std::sync::Arc<notify::Message>,
     },
 }
 
@@ -254,6 +256,8 @@ pub struct EffectResult {
     pub attempts: u32,
     /// HTTP status of the last attempt, for HTTP effects.
     pub http_status: Option<u16>,
+    /// Why each attempt before the last failed (the retries), in order.
+    pub retries: Vec<String>,
 }
 
 /// Why a stage could not handle a record. The runner's response differs:

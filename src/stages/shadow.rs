@@ -77,6 +77,7 @@ impl Shadow {
                             detail: "shadow: recorded, not executed".into(),
                             attempts: 1,
                             http_status: None,
+                            retries: Vec::new(),
                         },
                         now,
                     )?),

@@ -9,6 +9,11 @@ pub type Seen = Arc<Mutex<Vec<(Vec<String>, String)>>>;
 
 /// Serves one scripted status per request; records each request's headers and body.
 pub fn server(statuses: Vec<u16>) -> (String, Seen) {
+    server_answering(statuses.into_iter().map(|s| (s, "")).collect())
+}
+
+/// Serves one scripted status and body per request; records each request.
+pub fn server_answering(answers: Vec<(u16, &'static str)>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
         "http://{}/hooks/medic",
@@ -17,7 +22,7 @@ pub fn server(statuses: Vec<u16>) -> (String, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     std::thread::spawn(move || {
-        for (stream, status) in listener.incoming().zip(statuses) {
+        for (stream, (status, answer)) in listener.incoming().zip(answers) {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
             let mut headers = Vec::new();
@@ -41,7 +46,8 @@ pub fn server(statuses: Vec<u16>) -> (String, Seen) {
                 .push((headers, String::from_utf8_lossy(&body).into_owned()));
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
             );
         }
     });

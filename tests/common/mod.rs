@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod smtp;
 
 use medic::app;
 use medic::codec::{self, AvroRecord};

@@ -1,14 +1,29 @@
-//! Notify: recovery outcomes and state in, one [`NotificationRecord`] per thing
-//! people must hear about out: every outcome, and every recovery waiting for
-//! approval. With a webhook configured each notification is POSTed (by the
-//! runner's executor) and the record says whether delivery worked; without one
-//! the record is the notification (channel `log`).
+//! Notify: recovery outcomes and state in, one [`NotificationRecord`] per
+//! thing people must hear about and per channel out: every outcome, and
+//! every approval gate a recovery waits at.
+//!
+//! Channels ([`Channel`], configured in `notify.channels`) each take some
+//! environments, CI platforms, severities and events. The same recovery and
+//! event reaches a channel once, however often its source record is
+//! redelivered. A channel sends at most `rate_limit.max` messages per window;
+//! the rest are held and sent as one digest when the window ends, each held
+//! notification recorded with the digest's id. Delivery (Slack, signed
+//! webhook, e-mail) is the executor's: the record says whether it worked,
+//! after how many attempts and why earlier attempts failed. With no channel
+//! configured the record itself is the notification (channel `log`).
 //!
 //! For a recovery of a failure that came with a CI run on GitHub or GitLab,
 //! notify also sets a commit status when the recovery starts (pending) and
 //! when it ends (success or failure), describing the failure type and the
 //! action, linked to the run; the final one is recorded like any notification.
 
+mod message;
+
+pub use message::{
+    approval_command, digest, shell_quote, usable_link, About, Message, MessageKind, DIGEST_LINES,
+};
+
+use crate::config::{ChannelConfig, ChannelKind, RateLimit};
 use crate::domain::*;
 use crate::stages::{
     decode_input, Action, CommitState, EffectRequest, EffectResult, InputRecord, OutputRecord,
@@ -16,36 +31,126 @@ use crate::stages::{
 };
 use crate::timefmt::format_millis;
 use crate::topics::Topics;
-use serde_json::json;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 /// Notification ids remembered to drop redelivered sources.
 const REMEMBERED: usize = 50_000;
 
+/// Where notifications go, and which ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Channel {
+    /// Configured name.
+    pub name: String,
+    /// How messages are delivered.
+    pub kind: ChannelKind,
+    /// Environments heard about; empty: all.
+    pub environments: Vec<String>,
+    /// CI platforms heard about; empty: all, including failures from logs.
+    pub platforms: Vec<CiPlatform>,
+    /// Least severity heard about.
+    pub min_severity: Option<Severity>,
+    /// Events heard about.
+    pub events: Vec<NotificationTrigger>,
+    /// Messages per window.
+    pub rate_limit: RateLimit,
+}
+
+impl Channel {
+    /// The channel a configuration entry describes.
+    pub fn from_config(c: &ChannelConfig) -> Channel {
+        Channel {
+            name: c.name.clone(),
+            kind: c.kind,
+            environments: c.environments.clone(),
+            platforms: c.platforms.clone(),
+            min_severity: c.min_severity,
+            events: c.events.clone(),
+            rate_limit: c.rate_limit,
+        }
+    }
+
+    /// The channel `notify.webhook_url` stands for: every notification.
+    pub fn webhook() -> Channel {
+        Channel {
+            name: "webhook".into(),
+            kind: ChannelKind::Webhook,
+            environments: Vec::new(),
+            platforms: Vec::new(),
+            min_severity: None,
+            events: vec![
+                NotificationTrigger::ApprovalNeeded,
+                NotificationTrigger::Outcome,
+            ],
+            rate_limit: RateLimit::default(),
+        }
+    }
+
+    fn wants(&self, trigger: NotificationTrigger, about: &About, ci: Option<&CiRef>) -> bool {
+        let platform = ci.and_then(|c| c.platform.parse::<CiPlatform>().ok());
+        self.events.contains(&trigger)
+            && (self.environments.is_empty()
+                || self
+                    .environments
+                    .iter()
+                    .any(|e| e.eq_ignore_ascii_case(&about.environment)))
+            && (self.platforms.is_empty() || platform.is_some_and(|p| self.platforms.contains(&p)))
+            && self.min_severity.is_none_or(|m| about.severity <= m)
+    }
+}
+
+/// One channel's current rate-limit window.
+#[derive(Debug)]
+struct Window {
+    channel: Channel,
+    started: Millis,
+    sent: u32,
+    held: Vec<NotificationRecord>,
+}
+
 /// The notify stage.
 pub struct Notify {
     topics: Topics,
-    webhook: bool,
+    windows: Vec<Window>,
+    link_url: Option<String>,
     sent: HashSet<String>,
     order: VecDeque<String>,
-    pending: BTreeMap<String, NotificationRecord>,
+    pending: BTreeMap<String, Vec<NotificationRecord>>,
+    /// The last phase seen per running recovery, for messages about outcomes.
+    phases: HashMap<String, Phase>,
     status_platforms: Vec<CiPlatform>,
     /// Commit statuses in flight, with the record to write when they finish.
     pending_status: BTreeMap<String, Option<NotificationRecord>>,
 }
 
 impl Notify {
-    /// A notify stage; `webhook` says whether a webhook URL is configured.
-    pub fn new(topics: Topics, webhook: bool) -> Self {
+    /// A notify stage delivering on `channels` (none: records only).
+    pub fn new(topics: Topics, channels: Vec<Channel>) -> Self {
         Notify {
             topics,
-            webhook,
+            windows: channels
+                .into_iter()
+                .map(|channel| Window {
+                    channel,
+                    started: Millis::MIN,
+                    sent: 0,
+                    held: Vec::new(),
+                })
+                .collect(),
+            link_url: None,
             sent: HashSet::new(),
             order: VecDeque::new(),
             pending: BTreeMap::new(),
+            phases: HashMap::new(),
             status_platforms: Vec::new(),
             pending_status: BTreeMap::new(),
         }
+    }
+
+    /// Link messages about failures without a CI run to `url`.
+    pub fn with_link(mut self, url: Option<String>) -> Self {
+        self.link_url = url;
+        self
     }
 
     /// Also set commit statuses on these platforms.
@@ -109,25 +214,104 @@ impl Notify {
         true
     }
 
+    /// Notifies every channel that wants `trigger` for this recovery, once
+    /// per `event` (`recovery_id/...`) and channel.
     fn notify(
         &mut self,
-        mut record: NotificationRecord,
-        body: serde_json::Value,
+        trigger: NotificationTrigger,
+        event: &str,
+        message: Message,
+        ci: Option<&CiRef>,
+        now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
-        if !self.remember(&record.id) {
+        let Some(about) = message.about.as_ref() else {
             return Ok(Vec::new());
+        };
+        let record = |id: String, channel: &str| NotificationRecord {
+            id,
+            recovery_id: about.recovery_id.clone(),
+            deployment_key: about.deployment_key.clone(),
+            channel: channel.to_string(),
+            trigger,
+            status: DeliveryStatus::Delivered,
+            attempts: 0,
+            http_status: None,
+            message: message.text.clone(),
+            error: None,
+            at: now,
+            phase: about.phase,
+            retries: Vec::new(),
+            digest: None,
+        };
+        if self.windows.is_empty() {
+            let record = record(format!("{event}/log"), "log");
+            if !self.remember(&record.id) {
+                return Ok(Vec::new());
+            }
+            tracing::info!(deployment = %record.deployment_key, recovery = %record.recovery_id, "{}", record.message);
+            return Ok(vec![self.emit(&record)?]);
         }
-        if self.webhook {
-            record.channel = "webhook".into();
+        let mut ready = Vec::new();
+        for i in 0..self.windows.len() {
+            let channel = &self.windows[i].channel;
+            if !channel.wants(trigger, about, ci) {
+                continue;
+            }
+            let record = record(format!("{event}/{}", channel.name), &channel.name);
+            ready.push((i, record));
+        }
+        let message = Arc::new(message);
+        let mut actions = Vec::new();
+        for (i, record) in ready {
+            if !self.remember(&record.id) {
+                continue;
+            }
+            actions.extend(self.roll(i, now));
+            let window = &mut self.windows[i];
+            if window.sent >= window.channel.rate_limit.max {
+                window.held.push(record);
+                continue;
+            }
+            window.sent += 1;
             let key = record.id.clone();
-            self.pending.insert(key.clone(), record);
-            return Ok(vec![Action::Execute(EffectRequest::Notify {
+            let channel = window.channel.name.clone();
+            self.pending.insert(key.clone(), vec![record]);
+            actions.push(Action::Execute(EffectRequest::Notify {
                 idempotency_key: key,
-                body: body.to_string(),
-            })]);
+                channel,
+                message: message.clone(),
+            }));
         }
-        tracing::info!(deployment = %record.deployment_key, recovery = %record.recovery_id, "{}", record.message);
-        Ok(vec![self.emit(&record)?])
+        Ok(actions)
+    }
+
+    /// Starts a new window on channel `i` when the current one is over, and
+    /// sends what the old one held back as a digest.
+    fn roll(&mut self, i: usize, now: Millis) -> Option<Action> {
+        let window = &mut self.windows[i];
+        let length = (window.channel.rate_limit.per_seconds as i64).saturating_mul(1_000);
+        if now < window.started.saturating_add(length) {
+            return None;
+        }
+        let held = std::mem::take(&mut window.held);
+        let opened = window.started;
+        window.started = now;
+        window.sent = 0;
+        if held.is_empty() {
+            return None;
+        }
+        window.sent = 1;
+        let channel = window.channel.name.clone();
+        let key = format!("digest/{channel}/{}", format_millis(opened));
+        let lines: Vec<String> = held.iter().map(|r| r.message.clone()).collect();
+        let limit = window.channel.rate_limit;
+        let message = digest(&channel, limit.max, limit.per_seconds, &lines);
+        self.pending.insert(key.clone(), held);
+        Some(Action::Execute(EffectRequest::Notify {
+            idempotency_key: key,
+            channel,
+            message: Arc::new(message),
+        }))
     }
 
     fn emit(&self, record: &NotificationRecord) -> Result<Action, ProcessError> {
@@ -137,6 +321,159 @@ impl Notify {
             Some(record.id.clone()),
             record,
         )?))
+    }
+
+    /// The link for a recovery: its CI run, or the configured link.
+    fn link(&self, ci: Option<&CiRef>) -> Option<String> {
+        usable_link(ci.and_then(|c| c.url.as_deref())).or_else(|| self.link_url.clone())
+    }
+
+    fn on_state(&mut self, state: RecoveryState, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        if let Some(span) = state.phases.last() {
+            if self.phases.len() >= REMEMBERED {
+                self.phases.clear();
+            }
+            self.phases.insert(state.recovery_id.clone(), span.phase);
+        }
+        if state.status == RecoveryStatus::Running {
+            let description = format!(
+                "medic is recovering from a {} failure: {}{}",
+                state.failure_type,
+                state.strategy,
+                if state.dry_run { " (dry run)" } else { "" }
+            );
+            let action = self.commit_status(
+                state.ci.as_ref(),
+                &state.recovery_id,
+                CommitState::Pending,
+                description,
+                None,
+            );
+            return Ok(action.into_iter().collect());
+        }
+        if state.status != RecoveryStatus::AwaitingApproval {
+            return Ok(Vec::new());
+        }
+        let text = format!(
+            "{}: {} {} failure; {} waits for approval of recovery {} since {}",
+            state.deployment_key,
+            state.severity,
+            state.failure_type,
+            state.strategy,
+            state.recovery_id,
+            format_millis(state.started_at)
+        );
+        let about = About {
+            recovery_id: state.recovery_id.clone(),
+            deployment_key: state.deployment_key.clone(),
+            service: state.service.clone(),
+            environment: state.environment.clone(),
+            failure_type: state.failure_type,
+            severity: state.severity,
+            strategy: state.strategy.clone(),
+            phase: state.phases.last().map(|s| s.phase),
+            outcome: None,
+            dry_run: state.dry_run,
+            link: self.link(state.ci.as_ref()),
+            approval_command: Some(approval_command(&state.recovery_id)),
+        };
+        // Each gate of a recovery is its own event.
+        let gate = state.cursor.as_deref().unwrap_or("gate");
+        let event = format!("{}/approval_needed/{gate}", state.recovery_id);
+        let message = Message {
+            kind: MessageKind::ApprovalNeeded,
+            text,
+            about: Some(about),
+            digest: Vec::new(),
+            held: 0,
+        };
+        self.notify(
+            NotificationTrigger::ApprovalNeeded,
+            &event,
+            message,
+            state.ci.as_ref(),
+            now,
+        )
+    }
+
+    fn on_outcome(
+        &mut self,
+        outcome: RecoveryOutcome,
+        now: Millis,
+    ) -> Result<Vec<Action>, ProcessError> {
+        let phase = self.phases.remove(&outcome.recovery_id);
+        let about = About {
+            recovery_id: outcome.recovery_id.clone(),
+            deployment_key: outcome.deployment_key.clone(),
+            service: outcome.service.clone(),
+            environment: outcome.environment.clone(),
+            failure_type: outcome.failure_type,
+            severity: outcome.severity,
+            strategy: outcome.strategy.clone(),
+            phase,
+            outcome: Some(outcome.outcome),
+            dry_run: outcome.dry_run,
+            link: self.link(outcome.ci.as_ref()),
+            approval_command: None,
+        };
+        let message = Message {
+            kind: MessageKind::Outcome,
+            text: outcome_message(&outcome),
+            about: Some(about),
+            digest: Vec::new(),
+            held: 0,
+        };
+        let event = format!("{}/outcome", outcome.recovery_id);
+        let mut actions = self.notify(
+            NotificationTrigger::Outcome,
+            &event,
+            message,
+            outcome.ci.as_ref(),
+            now,
+        )?;
+        let state = match outcome.outcome {
+            Outcome::Succeeded => Some(CommitState::Success),
+            Outcome::Failed | Outcome::Rejected => Some(CommitState::Failure),
+            Outcome::Skipped => None,
+        };
+        if let Some(state) = state {
+            let description = format!(
+                "medic: {} {} failure; {} {}{}",
+                outcome.severity,
+                outcome.failure_type,
+                outcome.strategy,
+                outcome.outcome,
+                if outcome.dry_run { " (dry run)" } else { "" }
+            );
+            let channel = match outcome.ci.as_ref().map(|c| c.platform.as_str()) {
+                Some("gitlab_ci") => "gitlab_status",
+                _ => "github_status",
+            };
+            let record = NotificationRecord {
+                id: format!("{}/status", outcome.recovery_id),
+                recovery_id: outcome.recovery_id.clone(),
+                deployment_key: outcome.deployment_key.clone(),
+                channel: channel.into(),
+                trigger: NotificationTrigger::Outcome,
+                status: DeliveryStatus::Delivered,
+                attempts: 1,
+                http_status: None,
+                message: description.clone(),
+                error: None,
+                at: now,
+                phase,
+                retries: Vec::new(),
+                digest: None,
+            };
+            actions.extend(self.commit_status(
+                outcome.ci.as_ref(),
+                &outcome.recovery_id,
+                state,
+                description,
+                Some(record),
+            ));
+        }
+        Ok(actions)
     }
 }
 
@@ -173,126 +510,9 @@ impl Processor for Notify {
             if input.payload.is_none() {
                 return Ok(Vec::new());
             }
-            let state: RecoveryState = decode_input(input)?;
-            if state.status == RecoveryStatus::Running {
-                let description = format!(
-                    "medic is recovering from a {} failure: {}{}",
-                    state.failure_type,
-                    state.strategy,
-                    if state.dry_run { " (dry run)" } else { "" }
-                );
-                let action = self.commit_status(
-                    state.ci.as_ref(),
-                    &state.recovery_id,
-                    CommitState::Pending,
-                    description,
-                    None,
-                );
-                return Ok(action.into_iter().collect());
-            }
-            if state.status != RecoveryStatus::AwaitingApproval {
-                return Ok(Vec::new());
-            }
-            let message = format!(
-                "{}: {} {} failure; {} waits for approval of recovery {} since {}",
-                state.deployment_key,
-                state.severity,
-                state.failure_type,
-                state.strategy,
-                state.recovery_id,
-                format_millis(state.started_at)
-            );
-            let record = NotificationRecord {
-                id: format!("{}/approval_needed", state.recovery_id),
-                recovery_id: state.recovery_id.clone(),
-                deployment_key: state.deployment_key.clone(),
-                channel: "log".into(),
-                trigger: NotificationTrigger::ApprovalNeeded,
-                status: DeliveryStatus::Delivered,
-                attempts: 1,
-                http_status: None,
-                message: message.clone(),
-                error: None,
-                at: now,
-            };
-            let body = json!({
-                "kind": "approval_needed",
-                "text": message,
-                "recovery_id": state.recovery_id,
-                "deployment_key": state.deployment_key,
-                "failure_type": state.failure_type,
-                "severity": state.severity,
-                "strategy": state.strategy,
-            });
-            return self.notify(record, body);
+            return self.on_state(decode_input(input)?, now);
         }
-        let outcome: RecoveryOutcome = decode_input(input)?;
-        let message = outcome_message(&outcome);
-        let record = NotificationRecord {
-            id: format!("{}/outcome", outcome.recovery_id),
-            recovery_id: outcome.recovery_id.clone(),
-            deployment_key: outcome.deployment_key.clone(),
-            channel: "log".into(),
-            trigger: NotificationTrigger::Outcome,
-            status: DeliveryStatus::Delivered,
-            attempts: 1,
-            http_status: None,
-            message: message.clone(),
-            error: None,
-            at: now,
-        };
-        let body = json!({
-            "kind": "outcome",
-            "text": message,
-            "recovery_id": outcome.recovery_id,
-            "deployment_key": outcome.deployment_key,
-            "failure_type": outcome.failure_type,
-            "severity": outcome.severity,
-            "strategy": outcome.strategy,
-            "outcome": outcome.outcome,
-            "dry_run": outcome.dry_run,
-        });
-        let mut actions = self.notify(record, body)?;
-        let state = match outcome.outcome {
-            Outcome::Succeeded => Some(CommitState::Success),
-            Outcome::Failed | Outcome::Rejected => Some(CommitState::Failure),
-            Outcome::Skipped => None,
-        };
-        if let Some(state) = state {
-            let description = format!(
-                "medic: {} {} failure; {} {}{}",
-                outcome.severity,
-                outcome.failure_type,
-                outcome.strategy,
-                outcome.outcome,
-                if outcome.dry_run { " (dry run)" } else { "" }
-            );
-            let channel = match outcome.ci.as_ref().map(|c| c.platform.as_str()) {
-                Some("gitlab_ci") => "gitlab_status",
-                _ => "github_status",
-            };
-            let record = NotificationRecord {
-                id: format!("{}/status", outcome.recovery_id),
-                recovery_id: outcome.recovery_id.clone(),
-                deployment_key: outcome.deployment_key.clone(),
-                channel: channel.into(),
-                trigger: NotificationTrigger::Outcome,
-                status: DeliveryStatus::Delivered,
-                attempts: 1,
-                http_status: None,
-                message: description.clone(),
-                error: None,
-                at: now,
-            };
-            actions.extend(self.commit_status(
-                outcome.ci.as_ref(),
-                &outcome.recovery_id,
-                state,
-                description,
-                Some(record),
-            ));
-        }
-        Ok(actions)
+        self.on_outcome(decode_input(input)?, now)
     }
 
     fn on_effect(
@@ -300,13 +520,13 @@ impl Processor for Notify {
         result: EffectResult,
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
-        let record = match self.pending_status.remove(&result.idempotency_key) {
+        let records = match self.pending_status.remove(&result.idempotency_key) {
             Some(record) => {
                 if !result.success {
                     tracing::warn!(key = %result.idempotency_key, detail = %result.detail, "commit status not set");
                 }
                 match record {
-                    Some(record) => record,
+                    Some(record) => vec![record],
                     None => return Ok(Vec::new()),
                 }
             }
@@ -320,19 +540,38 @@ impl Processor for Notify {
                     ))
                 })?,
         };
-        let record = NotificationRecord {
-            status: if result.success {
-                DeliveryStatus::Delivered
-            } else {
-                DeliveryStatus::Failed
-            },
-            attempts: result.attempts as i32,
-            http_status: result.http_status.map(i32::from),
-            error: (!result.success).then_some(result.detail),
-            at: now,
-            ..record
-        };
-        Ok(vec![self.emit(&record)?])
+        let digest = result
+            .idempotency_key
+            .starts_with("digest/")
+            .then(|| result.idempotency_key.clone());
+        records
+            .into_iter()
+            .map(|record| {
+                self.emit(&NotificationRecord {
+                    status: if result.success {
+                        DeliveryStatus::Delivered
+                    } else {
+                        DeliveryStatus::Failed
+                    },
+                    attempts: result.attempts as i32,
+                    http_status: result.http_status.map(i32::from),
+                    error: (!result.success).then(|| result.detail.clone()),
+                    retries: result.retries.clone(),
+                    digest: digest.clone(),
+                    at: now,
+                    ..record
+                })
+            })
+            .collect()
+    }
+
+    fn on_timer(&mut self, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        Ok((0..self.windows.len())
+            .filter(|i| !self.windows[*i].held.is_empty())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|i| self.roll(i, now))
+            .collect())
     }
 }
 
@@ -364,80 +603,283 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_record_per_outcome_even_when_redelivered() {
-        let topics = Topics::default();
-        let mut n = Notify::new(topics.clone(), false);
-        let bytes = codec::encode(&outcome()).expect("encodes");
+    fn waiting(gate: &str) -> RecoveryState {
+        RecoveryState {
+            recovery_id: "web/production#7".into(),
+            failure_id: "web/production@7".into(),
+            deployment_key: "web/production".into(),
+            service: "web".into(),
+            environment: "production".into(),
+            failure_type: FailureType::Application,
+            severity: Severity::High,
+            strategy: "application_recovery".into(),
+            status: RecoveryStatus::AwaitingApproval,
+            dry_run: false,
+            steps: vec![],
+            started_at: 1,
+            updated_at: 2,
+            approver: None,
+            ci: None,
+            last_disruptive: Default::default(),
+            attached_failures: vec![],
+            cursor: Some(gate.into()),
+            waiting_until: None,
+            phases: vec![PhaseSpan {
+                phase: Phase::ImmediateResponse,
+                started_at: 1,
+                finished_at: None,
+            }],
+        }
+    }
+
+    fn channel(name: &str) -> Channel {
+        Channel {
+            name: name.into(),
+            kind: ChannelKind::Slack,
+            ..Channel::webhook()
+        }
+    }
+
+    fn feed<T: crate::codec::AvroRecord + serde::Serialize>(
+        n: &mut Notify,
+        topic: &str,
+        value: &T,
+        now: Millis,
+    ) -> Vec<Action> {
+        let bytes = codec::encode(value).expect("encodes");
         let rec = InputRecord {
-            topic: &topics.outcomes,
+            topic,
             partition: 0,
             offset: 0,
             key: None,
             payload: Some(&bytes),
             timestamp: None,
         };
-        let first = n.process(&rec, 9).expect("ok");
-        assert_eq!(first.len(), 1);
-        assert!(n.process(&rec, 9).expect("ok").is_empty());
-        let Action::Emit(out) = &first[0] else {
-            panic!()
-        };
-        let record: NotificationRecord =
-            codec::decode(out.value.as_deref().expect("value")).expect("decodes");
-        assert_eq!(record.message, "web/staging: medium network failure; network_recovery succeeded (dry run) in 2.5s: 4 of 4 steps recorded (dry run)");
-        assert_eq!(record.channel, "log");
+        n.process(&rec, now).expect("ok")
+    }
+
+    /// `(channel, notification id)` of every delivery asked for.
+    fn deliveries(actions: &[Action]) -> Vec<(String, String)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Execute(EffectRequest::Notify {
+                    idempotency_key,
+                    channel,
+                    ..
+                }) => Some((channel.clone(), idempotency_key.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn records(actions: &[Action]) -> Vec<NotificationRecord> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Emit(o) => Some(codec::decode(o.value.as_deref()?).expect("decodes")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn delivered(key: &str, retries: Vec<String>) -> EffectResult {
+        EffectResult {
+            idempotency_key: key.into(),
+            success: true,
+            detail: "slack: HTTP 200".into(),
+            attempts: retries.len() as u32 + 1,
+            http_status: Some(200),
+            retries,
+        }
     }
 
     #[test]
-    fn with_a_webhook_the_delivery_result_is_recorded() {
+    fn without_channels_one_record_per_outcome_even_when_redelivered() {
         let topics = Topics::default();
-        let mut n = Notify::new(topics.clone(), true);
-        let bytes = codec::encode(&outcome()).expect("encodes");
-        let rec = InputRecord {
-            topic: &topics.outcomes,
-            partition: 0,
-            offset: 0,
-            key: None,
-            payload: Some(&bytes),
-            timestamp: None,
+        let mut n = Notify::new(topics.clone(), vec![]);
+        let first = feed(&mut n, &topics.outcomes, &outcome(), 9);
+        assert!(feed(&mut n, &topics.outcomes, &outcome(), 9).is_empty());
+        let [record] = records(&first).try_into().expect("one record");
+        assert_eq!(record.message, "web/staging: medium network failure; network_recovery succeeded (dry run) in 2.5s: 4 of 4 steps recorded (dry run)");
+        assert_eq!(
+            (record.channel.as_str(), record.id.as_str()),
+            ("log", "web/staging#1/outcome/log")
+        );
+    }
+
+    #[test]
+    fn each_channel_gets_its_environments_platforms_severities_and_events() {
+        let topics = Topics::default();
+        let production = Channel {
+            environments: vec!["production".into()],
+            ..channel("prod")
         };
-        let actions = n.process(&rec, 9).expect("ok");
-        let [Action::Execute(EffectRequest::Notify {
-            idempotency_key,
-            body,
-        })] = actions.as_slice()
-        else {
-            panic!("{actions:?}")
+        let github = Channel {
+            platforms: vec![CiPlatform::GithubActions],
+            ..channel("github")
         };
-        assert!(body.contains("\"outcome\":\"succeeded\""), "{body}");
-        let out = n
-            .on_effect(
-                EffectResult {
-                    idempotency_key: idempotency_key.clone(),
-                    success: false,
-                    detail: "HTTP 500".into(),
-                    attempts: 3,
-                    http_status: Some(500),
-                },
-                10,
-            )
-            .expect("ok");
-        let [Action::Emit(o)] = out.as_slice() else {
+        let critical = Channel {
+            min_severity: Some(Severity::Critical),
+            ..channel("pager")
+        };
+        let outcomes_only = Channel {
+            events: vec![NotificationTrigger::Outcome],
+            ..channel("outcomes")
+        };
+        let mut n = Notify::new(
+            topics.clone(),
+            vec![production, github, critical, outcomes_only],
+        );
+        let approval = feed(&mut n, &topics.state, &waiting("approve"), 5);
+        assert_eq!(
+            deliveries(&approval),
+            [(
+                "prod".to_string(),
+                "web/production#7/approval_needed/approve/prod".to_string()
+            )]
+        );
+        let ci = CiRef {
+            event_id: "e".into(),
+            platform: "github_actions".into(),
+            status: "failure".into(),
+            pipeline: "CI".into(),
+            job: None,
+            url: Some("https://github.com/o/r/actions/runs/1".into()),
+            commit_sha: None,
+            repository: None,
+            run_id: None,
+            job_id: None,
+        };
+        let from_github = RecoveryOutcome {
+            ci: Some(ci),
+            ..outcome()
+        };
+        let done = feed(&mut n, &topics.outcomes, &from_github, 6);
+        let channels: Vec<String> = deliveries(&done).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(channels, ["github", "outcomes"]);
+        let Some(Action::Execute(EffectRequest::Notify { message, .. })) = done.first() else {
+            panic!("{done:?}")
+        };
+        let about = message.about.as_ref().expect("about");
+        assert_eq!(
+            about.link.as_deref(),
+            Some("https://github.com/o/r/actions/runs/1")
+        );
+    }
+
+    #[test]
+    fn the_same_gate_is_notified_once_and_the_next_gate_again() {
+        let topics = Topics::default();
+        let mut n = Notify::new(topics.clone(), vec![channel("ops")]);
+        let first = feed(&mut n, &topics.state, &waiting("approve_rollback"), 5);
+        assert_eq!(deliveries(&first).len(), 1);
+        let Action::Execute(EffectRequest::Notify { message, .. }) = &first[0] else {
             panic!()
         };
-        let record: NotificationRecord =
-            codec::decode(o.value.as_deref().expect("v")).expect("decodes");
+        let about = message.about.as_ref().expect("about");
+        assert_eq!(
+            about.approval_command.as_deref(),
+            Some("medic approve 'web/production#7' --by \"$USER\"")
+        );
+        assert_eq!(about.phase, Some(Phase::ImmediateResponse));
+        // The state is written again (an attached failure): no second message.
+        assert!(feed(&mut n, &topics.state, &waiting("approve_rollback"), 6).is_empty());
+        let second = feed(&mut n, &topics.state, &waiting("approve_failover"), 7);
+        assert_eq!(
+            deliveries(&second)[0].1,
+            "web/production#7/approval_needed/approve_failover/ops"
+        );
+    }
+
+    #[test]
+    fn the_delivery_result_and_its_retries_are_recorded() {
+        let topics = Topics::default();
+        let mut n = Notify::new(topics.clone(), vec![channel("ops")]);
+        let actions = feed(&mut n, &topics.outcomes, &outcome(), 9);
+        let [(_, key)] = deliveries(&actions).try_into().expect("one");
+        let failed = EffectResult {
+            idempotency_key: key.clone(),
+            success: false,
+            detail: "slack: POST to Slack: HTTP 404: no_service".into(),
+            attempts: 3,
+            http_status: Some(404),
+            retries: vec!["HTTP 503".into(), "HTTP 503".into()],
+        };
+        let [record] = records(&n.on_effect(failed, 10).expect("ok"))
+            .try_into()
+            .expect("one");
         assert_eq!(
             (record.status, record.attempts, record.http_status),
-            (DeliveryStatus::Failed, 3, Some(500))
+            (DeliveryStatus::Failed, 3, Some(404))
+        );
+        assert_eq!(record.retries, ["HTTP 503", "HTTP 503"]);
+        assert_eq!(
+            record.error.as_deref(),
+            Some("slack: POST to Slack: HTTP 404: no_service")
+        );
+    }
+
+    #[test]
+    fn past_the_rate_limit_messages_wait_for_one_digest() {
+        let topics = Topics::default();
+        let limited = Channel {
+            rate_limit: RateLimit {
+                max: 2,
+                per_seconds: 60,
+            },
+            ..channel("ops")
+        };
+        let mut n = Notify::new(topics.clone(), vec![limited]);
+        let mut sent = Vec::new();
+        for i in 0..5 {
+            let o = RecoveryOutcome {
+                recovery_id: format!("web/staging#{i}"),
+                ..outcome()
+            };
+            sent.extend(deliveries(&feed(&mut n, &topics.outcomes, &o, 1_000 + i)));
+        }
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(
+            n.on_timer(30_000).expect("ok").is_empty(),
+            "window still open"
+        );
+        let flushed = n.on_timer(61_000).expect("ok");
+        let [Action::Execute(EffectRequest::Notify {
+            idempotency_key,
+            message,
+            ..
+        })] = flushed.as_slice()
+        else {
+            panic!("{flushed:?}")
+        };
+        assert_eq!(message.kind, MessageKind::Digest);
+        assert_eq!(message.held, 3);
+        assert!(message.digest[0].starts_with("web/staging: medium network failure"));
+        let held = records(
+            &n.on_effect(delivered(idempotency_key, vec![]), 62_000)
+                .expect("ok"),
+        );
+        assert_eq!(held.len(), 3);
+        assert!(held
+            .iter()
+            .all(|r| r.digest.as_deref() == Some(idempotency_key.as_str())
+                && r.status == DeliveryStatus::Delivered));
+        // The digest used one message of the new window; one more goes out.
+        let o = RecoveryOutcome {
+            recovery_id: "web/staging#9".into(),
+            ..outcome()
+        };
+        assert_eq!(
+            deliveries(&feed(&mut n, &topics.outcomes, &o, 62_500)).len(),
+            1
         );
     }
 
     #[test]
     fn a_late_running_state_does_not_overwrite_the_final_commit_status() {
         let topics = Topics::default();
-        let mut n = Notify::new(topics.clone(), false)
+        let mut n = Notify::new(topics.clone(), vec![])
             .with_commit_statuses(vec![CiPlatform::GithubActions]);
         let ci = CiRef {
             event_id: "e".into(),
@@ -455,16 +897,7 @@ mod tests {
             ci: Some(ci.clone()),
             ..outcome()
         };
-        let bytes = codec::encode(&outcome).expect("encodes");
-        let rec = InputRecord {
-            topic: &topics.outcomes,
-            partition: 0,
-            offset: 0,
-            key: None,
-            payload: Some(&bytes),
-            timestamp: None,
-        };
-        let actions = n.process(&rec, 9).expect("ok");
+        let actions = feed(&mut n, &topics.outcomes, &outcome, 9);
         let states: Vec<CommitState> = actions
             .iter()
             .filter_map(|a| match a {
@@ -473,40 +906,16 @@ mod tests {
             })
             .collect();
         assert_eq!(states, [CommitState::Success]);
-
         let state = RecoveryState {
             recovery_id: outcome.recovery_id.clone(),
             failure_id: outcome.failure_id.clone(),
             deployment_key: outcome.deployment_key.clone(),
-            service: "web".into(),
-            environment: "staging".into(),
-            failure_type: FailureType::Network,
-            severity: Severity::Medium,
-            strategy: "network_recovery".into(),
             status: RecoveryStatus::Running,
-            dry_run: true,
-            steps: vec![],
-            started_at: 1,
-            updated_at: 2,
-            approver: None,
             ci: Some(ci),
-            last_disruptive: Default::default(),
-            attached_failures: vec![],
-            cursor: None,
-            waiting_until: None,
-            phases: vec![],
-        };
-        let bytes = codec::encode(&state).expect("encodes");
-        let rec = InputRecord {
-            topic: &topics.state,
-            partition: 0,
-            offset: 1,
-            key: None,
-            payload: Some(&bytes),
-            timestamp: None,
+            ..waiting("gate")
         };
         assert!(
-            n.process(&rec, 10).expect("ok").is_empty(),
+            feed(&mut n, &topics.state, &state, 10).is_empty(),
             "no pending after success"
         );
     }

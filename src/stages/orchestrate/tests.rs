@@ -81,6 +81,7 @@ fn drive_at(
                                 detail: "done".into(),
                                 attempts: 1,
                                 http_status: None,
+                                retries: Vec::new(),
                             },
                             now,
                         )
@@ -380,6 +381,7 @@ fn a_restart_mid_recovery_resumes_without_repeating_finished_steps() {
                     detail: "ok".into(),
                     attempts: 1,
                     http_status: None,
+                    retries: Vec::new(),
                 },
                 20,
             )
@@ -591,6 +593,7 @@ fn parallel_branches_start_together_and_waits_wait() {
                                 detail: "ok".into(),
                                 attempts: 1,
                                 http_status: None,
+                                retries: Vec::new(),
                             },
                             11,
                         )
@@ -654,6 +657,7 @@ fn a_restarted_instance_resumes_a_started_step_once_with_the_same_key() {
                                         detail: "ok".into(),
                                         attempts: 1,
                                         http_status: None,
+                                        retries: Vec::new(),
                                     },
                                     11,
                                 )

@@ -1,0 +1,191 @@
+//! Notification sinks: Slack incoming webhooks, signed generic webhooks and
+//! e-mail, one per configured channel, behind one [`Executor`] that retries
+//! each delivery with backoff and counts it (`medic_notifications_total`).
+
+mod email;
+mod slack;
+mod webhook;
+
+pub use email::{body as email_body, subject as email_subject, EmailSink};
+pub use slack::{blocks as slack_blocks, escape as slack_escape, SlackSink};
+pub use webhook::WebhookSink;
+
+use super::step::{with_retries, Retry, StepResult};
+use super::{BoxFuture, Executor};
+use crate::config::{ChannelKind, NotifyConfig};
+use crate::stages::notify::Message;
+use crate::stages::{EffectRequest, EffectResult};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Delivers messages of one kind of channel.
+pub trait Sink: Send + Sync {
+    /// `slack`, `webhook` or `email` (a metric label).
+    fn kind(&self) -> &'static str;
+    /// One delivery attempt of `message`, whose notification id is `key`.
+    /// Errors say whether another attempt may work.
+    fn send<'a>(&'a self, key: &'a str, message: &'a Message) -> BoxFuture<'a, StepResult>;
+}
+
+/// A channel's sink with its retry policy.
+struct Route {
+    sink: Arc<dyn Sink>,
+    retry: Retry,
+    timeout: Duration,
+}
+
+/// Every configured channel's sink, by channel name.
+pub struct Channels {
+    routes: BTreeMap<String, Route>,
+}
+
+impl Channels {
+    /// No channels: every notification fails as unconfigured.
+    pub fn none() -> Channels {
+        Channels {
+            routes: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `sink` as channel `name`, `attempts` tries each bounded by `timeout`.
+    pub fn with(
+        mut self,
+        name: &str,
+        sink: Arc<dyn Sink>,
+        attempts: u32,
+        timeout: Duration,
+        backoff: Duration,
+    ) -> Channels {
+        let retry = Retry {
+            attempts: attempts.max(1),
+            initial_backoff: backoff,
+            max_backoff: backoff * 16,
+        };
+        self.routes.insert(
+            name.to_string(),
+            Route {
+                sink,
+                retry,
+                timeout,
+            },
+        );
+        self
+    }
+
+    /// The sinks of `notify.channels` (and of `notify.webhook_url`, as the
+    /// channel `webhook`); errors name the channel's field.
+    pub fn from_config(config: &NotifyConfig) -> Result<Channels, String> {
+        let backoff = Duration::from_millis(500);
+        let mut channels = Channels::none();
+        if let Some(url) = &config.webhook_url {
+            let sink =
+                WebhookSink::new(url, None).map_err(|e| format!("notify.webhook_url: {e}"))?;
+            channels = channels.with(
+                "webhook",
+                Arc::new(sink),
+                config.webhook_attempts,
+                Duration::from_millis(config.webhook_timeout_ms),
+                backoff,
+            );
+        }
+        for c in &config.channels {
+            let field = |e: String| format!("notify.channels.{}: {e}", c.name);
+            let url = || {
+                c.url
+                    .as_deref()
+                    .ok_or_else(|| field("url is required".into()))
+            };
+            let sink: Arc<dyn Sink> = match c.kind {
+                ChannelKind::Slack => Arc::new(SlackSink::new(url()?).map_err(field)?),
+                ChannelKind::Webhook => {
+                    Arc::new(WebhookSink::new(url()?, c.secret.as_deref()).map_err(field)?)
+                }
+                ChannelKind::Email => {
+                    let smtp = c
+                        .smtp
+                        .as_ref()
+                        .ok_or_else(|| field("smtp is required".into()))?;
+                    let from = c
+                        .from
+                        .as_deref()
+                        .ok_or_else(|| field("from is required".into()))?;
+                    Arc::new(
+                        EmailSink::new(smtp, from, &c.to, Duration::from_millis(c.timeout_ms))
+                            .map_err(field)?,
+                    )
+                }
+            };
+            channels = channels.with(
+                &c.name,
+                sink,
+                c.attempts,
+                Duration::from_millis(c.timeout_ms),
+                backoff,
+            );
+        }
+        Ok(channels)
+    }
+
+    /// Whether no channel is configured.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+impl Executor for Channels {
+    fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
+        Box::pin(async move {
+            let key = request.key();
+            let EffectRequest::Notify {
+                channel, message, ..
+            } = request
+            else {
+                return unconfigured(key, "not a notification");
+            };
+            let Some(route) = self.routes.get(channel) else {
+                return unconfigured(key, &format!("no channel named {channel} is configured"));
+            };
+            let kind = route.sink.kind();
+            with_retries(
+                &route.retry,
+                route.timeout,
+                || route.sink.send(key, message),
+                |attempt, outcome, retry| {
+                    let label = match (outcome, retry) {
+                        (Ok(_), _) => "delivered",
+                        (Err(_), true) => "retried",
+                        (Err(_), false) => "failed",
+                    };
+                    metrics::counter!("medic_notifications_total", "sink" => kind, "result" => label)
+                        .increment(1);
+                    if let Err(e) = outcome {
+                        tracing::warn!(key, channel = %channel, attempt, retry, error = %e.detail, "notification attempt failed");
+                    }
+                },
+            )
+            .await
+            .into_effect_result(key, kind)
+        })
+    }
+}
+
+fn unconfigured(key: &str, detail: &str) -> EffectResult {
+    EffectResult {
+        idempotency_key: key.to_string(),
+        success: false,
+        detail: detail.to_string(),
+        attempts: 0,
+        http_status: None,
+        retries: Vec::new(),
+    }
+}
+
+/// An http(s) URL from the configuration.
+fn http_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("url is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("url must be an http or https URL with a host".into());
+    }
+    Ok(url)
+}
