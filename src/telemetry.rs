@@ -35,7 +35,20 @@ pub const METRIC_NAMES: &[&str] = &[
     "medic_executor_calls_total",
     "medic_notifications_total",
     "medic_bridge_requests_total",
+    "medic_consumer_lag",
 ];
+
+/// Sets `medic_consumer_lag{stage, topic, partition}` (a gauge; partitions
+/// are few and fixed, so the label set stays bounded).
+pub fn consumer_lag(stage: &'static str, topic: &str, partition: i32, lag: i64) {
+    metrics::gauge!(
+        "medic_consumer_lag",
+        "stage" => stage,
+        "topic" => topic.to_string(),
+        "partition" => partition.to_string()
+    )
+    .set(lag as f64);
+}
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -28,7 +28,11 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[test]
 fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
     medic::telemetry::install();
-    let c = embedded("metrics");
+    let mut c = embedded("metrics");
+    // Statistics (consumer lag) every half second instead of every 10 s.
+    c.settings
+        .consumer_properties
+        .insert("statistics.interval.ms".into(), "500".into());
     for _ in 0..5 {
         c.produce(
             &c.topics.logs_raw,
@@ -128,6 +132,17 @@ fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
         calls.is_some_and(|n| n >= 3.0),
         "every step of the recovery: {calls:?}"
     );
+    // Everything consumed: ingest's partitions of the raw topic have no lag.
+    let lag = value(
+        &text,
+        "medic_consumer_lag",
+        &[
+            ("stage", "ingest"),
+            ("topic", &t.logs_raw),
+            ("partition", "0"),
+        ],
+    );
+    assert_eq!(lag, Some(0.0), "{text}");
     // The list the dashboard is checked against is complete.
     let exported: std::collections::BTreeSet<String> = medic::telemetry::METRIC_NAMES
         .iter()

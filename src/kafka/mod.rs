@@ -58,6 +58,10 @@ impl ClientSettings {
     /// A consumer-group member that commits explicitly and reads only committed data.
     pub fn consumer(&self, group: &str) -> ClientConfig {
         let mut config = self.base();
+        // Statistics feed `medic_consumer_lag`; `0` turns them off.
+        if config.get("statistics.interval.ms").is_none() {
+            config.set("statistics.interval.ms", "10000");
+        }
         for (k, v) in &self.consumer_properties {
             config.set(k, v);
         }

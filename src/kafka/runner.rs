@@ -128,6 +128,9 @@ struct Pipeline {
 }
 
 struct StageContext {
+    stage: StageName,
+    /// Partitions whose lag this instance reported last time.
+    lagging: Mutex<BTreeSet<(String, i32)>>,
     pipeline: Arc<Mutex<Pipeline>>,
     status: Arc<StageStatus>,
     settings: ClientSettings,
@@ -146,7 +149,83 @@ impl StageContext {
     }
 }
 
-impl ClientContext for StageContext {}
+impl ClientContext for StageContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): sets
+    /// `medic_consumer_lag` per assigned partition — records between this
+    /// instance's position (what it handed to the stage, else its committed
+    /// offset, else the earliest) and the end of the partition (the last
+    /// stable offset under read_committed). Partitions it no longer holds go to 0,
+    /// so summing over instances gives the group's lag.
+    fn stats_raw(&self, statistics: &[u8]) {
+        // Only the fields needed, each optional: the full statistics hold
+        // histograms for every broker and partition that are not used here.
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            topics: BTreeMap<String, Topic>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Topic {
+            #[serde(default)]
+            partitions: BTreeMap<i32, Partition>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Partition {
+            #[serde(default)]
+            desired: bool,
+            #[serde(default = "unknown")]
+            app_offset: i64,
+            #[serde(default = "unknown")]
+            committed_offset: i64,
+            #[serde(default = "unknown")]
+            lo_offset: i64,
+            #[serde(default = "unknown")]
+            ls_offset: i64,
+            #[serde(default = "unknown")]
+            hi_offset: i64,
+        }
+        fn unknown() -> i64 {
+            -1
+        }
+        let statistics: Stats = match serde_json::from_slice(statistics) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "unreadable librdkafka statistics");
+                return;
+            }
+        };
+        let mut now = BTreeSet::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || !p.desired {
+                    continue;
+                }
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                // Nothing consumed or committed yet: the group starts at the
+                // earliest offset, so all of the partition is lag.
+                let position = [p.app_offset, p.committed_offset, p.lo_offset]
+                    .into_iter()
+                    .find(|o| *o >= 0)
+                    .unwrap_or(-1);
+                if end < 0 || position < 0 {
+                    continue;
+                }
+                let lag = (end - position).max(0);
+                crate::telemetry::consumer_lag(self.stage.as_str(), topic, *partition, lag);
+                now.insert((topic.clone(), *partition));
+            }
+        }
+        let mut lagging = lock(&self.lagging);
+        for (topic, partition) in lagging.difference(&now) {
+            crate::telemetry::consumer_lag(self.stage.as_str(), topic, *partition, 0);
+        }
+        *lagging = now;
+    }
+}
 
 impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -529,6 +608,8 @@ pub fn run(
         metrics: crate::telemetry::StageMetrics::new(stage.as_str()),
     }));
     let context = StageContext {
+        stage,
+        lagging: Mutex::new(BTreeSet::new()),
         pipeline: pipeline.clone(),
         status,
         settings: config.settings.clone(),
