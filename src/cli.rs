@@ -41,8 +41,24 @@ pub struct Cli {
     /// Topic name prefix.
     #[arg(long, global = true)]
     topic_prefix: Option<String>,
+    /// Log format on stderr: `text` for people, `json` (one object per line,
+    /// with the record's span fields) for log pipelines. Filter with `RUST_LOG`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MEDIC_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -256,13 +272,22 @@ fn real_cluster(config: &Config, command: &str) -> anyhow::Result<ClientSettings
     Ok(ClientSettings::from_config(brokers, &config.kafka))
 }
 
-fn init_tracing(default: &str) {
+/// Logs to stderr at `default` level unless `RUST_LOG` says otherwise (e.g.
+/// `RUST_LOG=info,medic::kafka=debug`).
+fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 async fn shutdown_on_signal(shutdown: Shutdown) {
@@ -295,14 +320,15 @@ async fn shutdown_on_signal(shutdown: Shutdown) {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
+    let log_format = cli.log_format;
     let topics = Topics::new(&config.kafka.topic_prefix);
     match cli.command {
         Command::Demo { timeout_secs } => {
-            init_tracing("warn");
+            init_tracing("warn", log_format);
             run_demo(config, &topics, Duration::from_secs(timeout_secs)).await
         }
         Command::Bridge => {
-            init_tracing("info");
+            init_tracing("info", log_format);
             let settings = real_cluster(&config, "bridge")?;
             let shutdown = Shutdown::new();
             tokio::spawn(shutdown_on_signal(shutdown.clone()));
@@ -311,7 +337,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { stage } => {
-            init_tracing("info");
+            init_tracing("info", log_format);
             let stages: Vec<StageName> = match stage {
                 StageArg::All => StageName::ALL.to_vec(),
                 StageArg::Ingest => vec![StageName::Ingest],
@@ -343,7 +369,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topics {
             command: TopicsCommand::Apply,
         } => {
-            init_tracing("warn");
+            init_tracing("warn", log_format);
             let settings = real_cluster(&config, "topics apply")?;
             let report = admin::apply(&settings, &topics)
                 .await
@@ -376,7 +402,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reject,
             reason,
         } => {
-            init_tracing("warn");
+            init_tracing("warn", log_format);
             let key = DeploymentKey::of_recovery_id(&recovery_id).with_context(|| {
                 format!("'{recovery_id}' is not a recovery id (service/environment#number)")
             })?;

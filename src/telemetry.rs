@@ -38,6 +38,12 @@ pub const METRIC_NAMES: &[&str] = &[
     "medic_consumer_lag",
 ];
 
+/// Names the recovery the record in hand is about on the record's span
+/// (`recovery`), so every log line written while handling it carries it.
+pub fn record_recovery(recovery_id: &str) {
+    tracing::Span::current().record("recovery", recovery_id);
+}
+
 /// Sets `medic_consumer_lag{stage, topic, partition}` (a gauge; partitions
 /// are few and fixed, so the label set stays bounded).
 pub fn consumer_lag(stage: &'static str, topic: &str, partition: i32, lag: i64) {

@@ -77,24 +77,50 @@ fn a_bad_config_file_stops_medic_with_file_line_and_field() {
     }
 }
 
+/// `medic run all` on its embedded cluster: prints where the cluster listens,
+/// logs JSON with the record's span (deployment key, stage, topic, offset)
+/// when asked to, and stops cleanly on SIGTERM.
 #[test]
-fn run_all_on_the_embedded_cluster_prints_its_address_and_stops_cleanly_on_sigterm() {
+fn run_all_on_the_embedded_cluster_logs_json_and_stops_cleanly_on_sigterm() {
     let mut child = medic()
-        .args(["run", "all"])
-        .env("RUST_LOG", "warn")
+        .args(["run", "all", "--log-format", "json"])
+        .env("RUST_LOG", "info,medic::kafka::runner=debug")
         .env("MEDIC_BRIDGE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().expect("a line").expect("utf-8");
-    assert!(
-        first.starts_with("embedded Kafka cluster listening on 127.0.0.1:"),
-        "{first}"
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    let brokers = first
+        .strip_prefix("embedded Kafka cluster listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .trim()
+        .to_string();
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    // A record categorize cannot decode: dead-lettered, with a warning.
+    let producer: rdkafka::producer::FutureProducer = medic::kafka::ClientSettings::new(brokers)
+        .producer(medic::config::DeliveryMode::AtLeastOnce, None)
+        .create()
+        .expect("producer");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(
+        producer.send(
+            rdkafka::producer::FutureRecord::to("medic.signals")
+                .key("cart/staging")
+                .payload(&b"\x00not avro"[..]),
+            Duration::from_secs(10),
+        ),
+    )
+    .expect("produced");
+    std::thread::sleep(Duration::from_secs(4));
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -114,6 +140,27 @@ fn run_all_on_the_embedded_cluster_prints_its_address_and_stops_cleanly_on_sigte
     };
     assert!(status.success(), "{status:?}");
     drop(lines);
+
+    let logs: Vec<serde_json::Value> = logs
+        .join()
+        .expect("stderr")
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l["fields"]["message"] == "stage started"
+                && l["fields"]["stage"] == "categorize"),
+        "{logs:#?}"
+    );
+    let dead = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "dead-lettering record")
+        .unwrap_or_else(|| panic!("{logs:#?}"));
+    assert_eq!(dead["level"], "WARN");
+    assert_eq!(dead["span"]["name"], "record");
+    assert_eq!(dead["span"]["deployment"], "cart/staging");
+    assert_eq!(dead["span"]["topic"], "medic.signals");
 }
 
 #[test]

@@ -477,11 +477,13 @@ impl Processor for Decide {
     ) -> Result<Vec<Action>, ProcessError> {
         if input.topic == self.topics.outcomes {
             let outcome: RecoveryOutcome = decode_input(input)?;
+            crate::telemetry::record_recovery(&outcome.recovery_id);
             self.learn(&outcome, now);
             return Ok(Vec::new());
         }
         let failure: CategorizedFailure = decode_input(input)?;
         let plan = self.plan(&failure, now);
+        crate::telemetry::record_recovery(&plan.recovery_id);
         Ok(vec![Action::Emit(OutputRecord::encode(
             &self.topics.plans,
             &plan.deployment_key,

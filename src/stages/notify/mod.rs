@@ -329,6 +329,7 @@ impl Notify {
     }
 
     fn on_state(&mut self, state: RecoveryState, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        crate::telemetry::record_recovery(&state.recovery_id);
         if let Some(span) = state.phases.last() {
             if self.phases.len() >= REMEMBERED {
                 self.phases.clear();
@@ -401,6 +402,7 @@ impl Notify {
         outcome: RecoveryOutcome,
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
+        crate::telemetry::record_recovery(&outcome.recovery_id);
         let phase = self.phases.remove(&outcome.recovery_id);
         let about = About {
             recovery_id: outcome.recovery_id.clone(),

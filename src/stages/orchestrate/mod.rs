@@ -1228,9 +1228,11 @@ impl Processor for Orchestrate {
     ) -> Result<Vec<Action>, ProcessError> {
         if input.topic == self.topics.approvals {
             let approval: Approval = decode_input(input)?;
+            crate::telemetry::record_recovery(&approval.recovery_id);
             return self.on_approval(&approval, now);
         }
         let plan: RecoveryPlan = decode_input(input)?;
+        crate::telemetry::record_recovery(&plan.recovery_id);
         self.on_plan(&plan, now)
     }
 
