@@ -176,3 +176,57 @@ fn the_circuit_breaker_hands_further_actions_to_a_human() {
                 "circuit breaker open: 1 automated actions in the last 10 minutes (limit 1)"
             )));
 }
+
+/// An executor whose first call for one deployment takes 10 s.
+struct SlowOnce {
+    slow: &'static str,
+    slept: std::sync::atomic::AtomicBool,
+    inner: Arc<dyn Executor>,
+}
+
+impl Executor for SlowOnce {
+    fn execute<'a>(
+        &'a self,
+        request: &'a medic::stages::EffectRequest,
+    ) -> medic::executors::BoxFuture<'a, medic::stages::EffectResult> {
+        Box::pin(async move {
+            if request.key().starts_with(self.slow)
+                && !self.slept.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            self.inner.execute(request).await
+        })
+    }
+}
+
+#[test]
+fn a_slow_executor_call_does_not_hold_up_other_deployments() {
+    let c = embedded("slow-executor");
+    let slow = plan(&c, FailureType::Resource, "ledger/staging", 1);
+    let fast = plan(&c, FailureType::Resource, "cart/staging", 2);
+    c.produce_avro(&c.topics.plans, &slow.deployment_key, &slow);
+    c.produce_avro(&c.topics.plans, &fast.deployment_key, &fast);
+    let executor: Arc<dyn Executor> = Arc::new(SlowOnce {
+        slow: "ledger/",
+        slept: Default::default(),
+        inner: executor(&c),
+    });
+    let (running, _) = c.start_one(StageName::Orchestrate, executor);
+    // Well inside the slow call's 10 s, the other recovery is done.
+    let early: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 1, Duration::from_secs(7));
+    let ids: Vec<&str> = early.iter().map(|o| o.recovery_id.as_str()).collect();
+    assert_eq!(ids, [fast.recovery_id.as_str()], "{early:?}");
+    let all: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, 2, LONG);
+    drop(running);
+    let slow_outcome = all
+        .iter()
+        .find(|o| o.recovery_id == slow.recovery_id)
+        .expect("the slow recovery finishes too");
+    assert_eq!(
+        slow_outcome.outcome,
+        Outcome::Succeeded,
+        "{}",
+        slow_outcome.detail
+    );
+}

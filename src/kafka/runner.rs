@@ -13,6 +13,11 @@
 //!
 //! Before a side effect ([`Action::Execute`]) everything produced so far is
 //! committed, so the "step started" record is durable before the executor runs.
+//! Effects run concurrently on the async runtime (at most [`MAX_EFFECTS`] at
+//! a time): a slow executor call for one deployment does not hold up the
+//! records of others. Results are handed back to the stage on the runner's
+//! thread between records; before partitions are revoked and before the
+//! runner stops, it waits for the effects it started.
 //! On a revoke the open batch is committed inside the rebalance callback; on an
 //! assignment the stage's state is rebuilt from its changelog for exactly the
 //! assigned partitions before any input is handed over. Undecodable or invalid
@@ -45,6 +50,11 @@ pub const ID_HEADER: &str = "medic-id";
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_IN_FLIGHT: usize = 10_000;
+/// Effects (executor calls) one runner runs at the same time.
+pub const MAX_EFFECTS: usize = 64;
+
+/// What an effect task reports: the result, or the panic that ended it.
+type EffectDone = Result<crate::stages::EffectResult, String>;
 
 /// What one runner needs to know.
 #[derive(Debug, Clone)]
@@ -125,6 +135,11 @@ struct Pipeline {
     rt: Handle,
     stats: RunStats,
     metrics: crate::telemetry::StageMetrics,
+    /// Results of running effects come back here.
+    effects_tx: std::sync::mpsc::Sender<EffectDone>,
+    effects_rx: std::sync::mpsc::Receiver<EffectDone>,
+    /// Effects started whose result has not been handed to the stage.
+    effects_running: usize,
 }
 
 struct StageContext {
@@ -235,7 +250,12 @@ impl ConsumerContext for StageContext {
                 partitions = tpl.count(),
                 "partitions revoked; committing the open batch"
             );
-            if let Err(e) = lock(&self.pipeline).commit(consumer) {
+            // Results of running effects belong to the state being given up.
+            let mut pipeline = lock(&self.pipeline);
+            let done = pipeline
+                .finish_all_effects(consumer)
+                .and_then(|()| pipeline.commit(consumer));
+            if let Err(e) = done {
                 self.fail(e);
             }
         }
@@ -342,7 +362,7 @@ impl Pipeline {
         }
         self.offsets
             .insert((input.topic.to_string(), input.partition), input.offset + 1);
-        Ok(())
+        self.finish_effects(consumer, false)
     }
 
     fn run_actions(
@@ -357,18 +377,89 @@ impl Pipeline {
                 Action::Execute(request) => {
                     // The records announcing this effect must be durable first.
                     self.commit(consumer)?;
-                    let result = self.rt.block_on(self.executor.execute(&request));
-                    let more = self
-                        .processor
-                        .on_effect(result, wall_clock())
-                        .map_err(|e| self.fatal(e))?;
-                    for a in more.into_iter().rev() {
-                        queue.push_front(a);
+                    self.start_effect(request);
+                    while self.effects_running >= MAX_EFFECTS {
+                        self.finish_effects(consumer, true)?;
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Runs `request` on the runtime; its result comes back through
+    /// [`finish_effects`](Self::finish_effects). Log lines of the call carry
+    /// the span of the record that asked for it.
+    fn start_effect(&mut self, request: crate::stages::EffectRequest) {
+        use tracing::Instrument;
+        let executor = self.executor.clone();
+        let done = self.effects_tx.clone();
+        let call =
+            async move { executor.execute(&request).await }.instrument(tracing::Span::current());
+        let call = self.rt.spawn(call);
+        self.rt.spawn(async move {
+            let result = call.await.map_err(|e| match e.try_into_panic() {
+                Ok(panic) => panic_text(panic.as_ref()),
+                Err(_) => "the executor call was cancelled".to_string(),
+            });
+            // The runner may have stopped; then nobody needs the result.
+            let _ = done.send(result);
+        });
+        self.effects_running += 1;
+    }
+
+    /// Hands the results of finished effects to the stage and acts on what
+    /// it answers; with `wait`, first waits for one to finish. An executor
+    /// that panicked stops the runner, like a panic in the stage: the step is
+    /// started again, with the same key, from the last commit.
+    fn finish_effects(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+        wait: bool,
+    ) -> Result<(), RunnerError> {
+        let mut wait = wait && self.effects_running > 0;
+        loop {
+            let done = if wait {
+                wait = false;
+                self.effects_rx.recv().map_err(|_| {
+                    RunnerError::Restart(format!("{}: effect results lost", self.stage))
+                })?
+            } else {
+                match self.effects_rx.try_recv() {
+                    Ok(done) => done,
+                    Err(_) => return Ok(()),
+                }
+            };
+            self.effects_running = self.effects_running.saturating_sub(1);
+            let result = done.map_err(|panic| {
+                RunnerError::Restart(format!("{}: executor panicked: {panic}", self.stage))
+            })?;
+            let more = self
+                .processor
+                .on_effect(result, wall_clock())
+                .map_err(|e| self.fatal(e))?;
+            self.run_actions(consumer, more)?;
+        }
+    }
+
+    /// Waits for every running effect and hands its result to the stage.
+    fn finish_all_effects(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+    ) -> Result<(), RunnerError> {
+        while self.effects_running > 0 {
+            self.finish_effects(consumer, true)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for running effects without looking at their results (the
+    /// runner is stopping on an error): no call is still under way when the
+    /// next owner starts the unanswered steps again.
+    fn abandon_effects(&mut self) {
+        while self.effects_running > 0 && self.effects_rx.recv().is_ok() {
+            self.effects_running -= 1;
+        }
     }
 
     fn timer(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
@@ -600,6 +691,7 @@ pub fn run(
         })?;
     }
     let inputs = processor.input_topics();
+    let (effects_tx, effects_rx) = std::sync::mpsc::channel();
     let pipeline = Arc::new(Mutex::new(Pipeline {
         processor,
         poisoned: false,
@@ -622,6 +714,9 @@ pub fn run(
         rt,
         stats: RunStats::default(),
         metrics: crate::telemetry::StageMetrics::new(stage.as_str()),
+        effects_tx,
+        effects_rx,
+        effects_running: 0,
     }));
     let context = StageContext {
         stage,
@@ -646,9 +741,12 @@ pub fn run(
     let stats = {
         let mut p = lock(&pipeline);
         let closing = match &result {
-            Ok(()) => p.commit(&consumer),
+            Ok(()) => p
+                .finish_all_effects(&consumer)
+                .and_then(|()| p.commit(&consumer)),
             Err(_) => {
                 // Stop without committing: the next owner starts from the last commit.
+                p.abandon_effects();
                 p.poisoned = true;
                 if p.txn_open {
                     let _ = p.producer.abort_transaction(TXN_TIMEOUT);
@@ -683,7 +781,13 @@ fn poll_loop(
         let started = Instant::now();
         loop {
             let timeout = if records == 0 {
-                Duration::from_millis(100).min(timer_every)
+                // Effect results are picked up between polls.
+                let idle = if lock(pipeline).effects_running > 0 {
+                    10
+                } else {
+                    100
+                };
+                Duration::from_millis(idle).min(timer_every)
             } else {
                 linger.saturating_sub(started.elapsed())
             };
@@ -717,6 +821,7 @@ fn poll_loop(
         }
         guarded(|| {
             let mut p = lock(pipeline);
+            p.finish_effects(consumer, false)?;
             if run_timer {
                 p.timer(consumer)?;
             }
@@ -730,15 +835,21 @@ fn poll_loop(
 /// from the last commit instead of a dead thread.
 fn guarded(f: impl FnOnce() -> Result<(), RunnerError>) -> Result<(), RunnerError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
         Err(RunnerError::Restart(format!(
-            "panic while processing: {what}"
+            "panic while processing: {}",
+            panic_text(panic.as_ref())
         )))
     })
+}
+
+/// The message of a panic payload.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic")
+        .to_string()
 }
 
 /// Runs a stage under supervision: a runner that stops with
