@@ -13,6 +13,11 @@
 //!
 //! Before a side effect ([`Action::Execute`]) everything produced so far is
 //! committed, so the "step started" record is durable before the executor runs.
+//! A stage that can resume its effects from its changelog (orchestrate) has
+//! them run on the async runtime while it goes on with other records, so one
+//! slow executor call does not hold up every other deployment; the others
+//! wait for each result. On a stop or a revoke the running effects are
+//! waited for and their results handed over before the last commit.
 //! On a revoke the open batch is committed inside the rebalance callback; on an
 //! assignment the stage's state is rebuilt from its changelog for exactly the
 //! assigned partitions before any input is handed over. Undecodable or invalid
@@ -27,7 +32,9 @@ use crate::codec;
 use crate::config::{DeliveryConfig, DeliveryMode};
 use crate::domain::{DeadLetter, ErrorKind};
 use crate::executors::Executor;
-use crate::stages::{Action, InputRecord, OutputRecord, ProcessError, Processor, StageName};
+use crate::stages::{
+    Action, EffectResult, InputRecord, OutputRecord, ProcessError, Processor, StageName,
+};
 use crate::timefmt::wall_clock;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -45,6 +52,9 @@ pub const ID_HEADER: &str = "medic-id";
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_IN_FLIGHT: usize = 10_000;
+/// The most of a record's bytes a dead letter carries: with its other fields
+/// it must fit in a Kafka record (1 MB by default).
+pub const MAX_DEADLETTER_PAYLOAD: usize = 512 * 1024;
 
 /// What one runner needs to know.
 #[derive(Debug, Clone)]
@@ -122,6 +132,13 @@ struct Pipeline {
     max_dlq: u32,
     shutdown: Shutdown,
     executor: Arc<dyn Executor>,
+    /// Effects run on the runtime while the stage goes on (stages whose
+    /// [`Processor::concurrent_effects`] is true), oldest first.
+    effects: Vec<tokio::task::JoinHandle<EffectResult>>,
+    concurrent: bool,
+    /// Set while the runner stops or gives partitions up: results of running
+    /// effects are still taken, but no new effect starts.
+    draining: bool,
     rt: Handle,
     stats: RunStats,
     metrics: crate::telemetry::StageMetrics,
@@ -156,9 +173,17 @@ impl ConsumerContext for StageContext {
                 partitions = tpl.count(),
                 "partitions revoked; committing the open batch"
             );
-            if let Err(e) = lock(&self.pipeline).commit(consumer) {
+            let mut pipeline = lock(&self.pipeline);
+            if let Err(e) = pipeline
+                .drain(consumer)
+                .and_then(|()| pipeline.commit(consumer))
+            {
                 self.fail(e);
             }
+            // The state of the revoked partitions belongs to their next owner:
+            // until the assignment restores it, the timer must not act on it
+            // (close a window, time out a recovery) from here.
+            pipeline.processor.reset();
         }
     }
 
@@ -262,18 +287,60 @@ impl Pipeline {
                 Action::Execute(request) => {
                     // The records announcing this effect must be durable first.
                     self.commit(consumer)?;
-                    let result = self.rt.block_on(self.executor.execute(&request));
-                    let more = self
-                        .processor
-                        .on_effect(result, wall_clock())
-                        .map_err(|e| self.fatal(e))?;
-                    for a in more.into_iter().rev() {
-                        queue.push_front(a);
+                    if self.draining {
+                        // Recorded as started: whoever owns the partition
+                        // next starts it again, with the same key.
+                        tracing::info!(stage = %self.stage, key = request.key(), "stopping; effect left to the partition's next owner");
+                    } else if self.concurrent {
+                        let executor = self.executor.clone();
+                        self.effects.push(
+                            self.rt
+                                .spawn(async move { executor.execute(&request).await }),
+                        );
+                    } else {
+                        let result = self.rt.block_on(self.executor.execute(&request));
+                        let more = self
+                            .processor
+                            .on_effect(result, wall_clock())
+                            .map_err(|e| self.fatal(e))?;
+                        for a in more.into_iter().rev() {
+                            queue.push_front(a);
+                        }
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Hands the results of finished effects (every running one when `wait`)
+    /// to the stage and carries out what it asks for next.
+    fn collect_effects(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+        wait: bool,
+    ) -> Result<(), RunnerError> {
+        while let Some(i) = self.effects.iter().position(|h| wait || h.is_finished()) {
+            let handle = self.effects.remove(i);
+            let result = self.rt.block_on(handle).map_err(|e| {
+                RunnerError::Restart(format!("{}: effect did not finish: {e}", self.stage))
+            })?;
+            let more = self
+                .processor
+                .on_effect(result, wall_clock())
+                .map_err(|e| self.fatal(e))?;
+            self.run_actions(consumer, more)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every running effect and hands its result to the stage;
+    /// effects the results ask for are not started.
+    fn drain(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
+        self.draining = true;
+        let result = self.collect_effects(consumer, true);
+        self.draining = false;
+        result
     }
 
     fn timer(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
@@ -313,13 +380,25 @@ impl Pipeline {
             }
         }
         tracing::warn!(stage = %self.stage, topic = input.topic, partition = input.partition, offset = input.offset, kind = %kind, %error, "dead-lettering record");
+        let mut error = error;
+        let mut payload = input.payload.map(<[u8]>::to_vec);
+        if let Some(p) = payload
+            .as_mut()
+            .filter(|p| p.len() > MAX_DEADLETTER_PAYLOAD)
+        {
+            error.push_str(&format!(
+                " (payload cut to its first {MAX_DEADLETTER_PAYLOAD} of {} bytes)",
+                p.len()
+            ));
+            p.truncate(MAX_DEADLETTER_PAYLOAD);
+        }
         let letter = DeadLetter {
             stage: self.stage.to_string(),
             source_topic: input.topic.to_string(),
             source_partition: input.partition,
             source_offset: input.offset,
             source_key: input.key.map(<[u8]>::to_vec),
-            payload: input.payload.map(<[u8]>::to_vec),
+            payload,
             error_kind: kind,
             error,
             at: wall_clock(),
@@ -505,6 +584,7 @@ pub fn run(
         })?;
     }
     let inputs = processor.input_topics();
+    let concurrent = processor.concurrent_effects();
     let pipeline = Arc::new(Mutex::new(Pipeline {
         processor,
         poisoned: false,
@@ -524,6 +604,9 @@ pub fn run(
         max_dlq: config.delivery.max_deadletters_per_minute,
         shutdown: shutdown.clone(),
         executor,
+        effects: Vec::new(),
+        concurrent,
+        draining: false,
         rt,
         stats: RunStats::default(),
         metrics: crate::telemetry::StageMetrics::new(stage.as_str()),
@@ -549,9 +632,12 @@ pub fn run(
     let stats = {
         let mut p = lock(&pipeline);
         let closing = match &result {
-            Ok(()) => p.commit(&consumer),
+            Ok(()) => p.drain(&consumer).and_then(|()| p.commit(&consumer)),
             Err(_) => {
                 // Stop without committing: the next owner starts from the last commit.
+                for effect in p.effects.drain(..) {
+                    effect.abort();
+                }
                 p.poisoned = true;
                 if p.txn_open {
                     let _ = p.producer.abort_transaction(TXN_TIMEOUT);
@@ -620,6 +706,7 @@ fn poll_loop(
         }
         guarded(|| {
             let mut p = lock(pipeline);
+            p.collect_effects(consumer, false)?;
             if run_timer {
                 p.timer(consumer)?;
             }
