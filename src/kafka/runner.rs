@@ -13,11 +13,16 @@
 //!
 //! Before a side effect ([`Action::Execute`]) everything produced so far is
 //! committed, so the "step started" record is durable before the executor runs.
-//! Effects run concurrently on the async runtime (at most [`MAX_EFFECTS`] at
-//! a time): a slow executor call for one deployment does not hold up the
-//! records of others. Results are handed back to the stage on the runner's
-//! thread between records; before partitions are revoked and before the
-//! runner stops, it waits for the effects it started.
+//! A stage that can resume its effects from its changelog (orchestrate,
+//! [`Processor::concurrent_effects`]) has them run on the async runtime, at
+//! most [`MAX_EFFECTS`] at a time, while it goes on with other records: a
+//! slow executor call for one deployment does not hold up the others.
+//! Results are handed back on the runner's thread between records. Before
+//! partitions are revoked and before the runner stops, it waits for the
+//! running effects and hands their results over, but starts no new one: a
+//! step recorded as started is started again by the partition's next owner,
+//! with the same key. Other stages (notify: commit statuses must not
+//! overtake each other) run one effect at a time.
 //! On a revoke the open batch is committed inside the rebalance callback; on an
 //! assignment the stage's state is rebuilt from its changelog for exactly the
 //! assigned partitions before any input is handed over. Undecodable or invalid
@@ -52,6 +57,9 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_IN_FLIGHT: usize = 10_000;
 /// Effects (executor calls) one runner runs at the same time.
 pub const MAX_EFFECTS: usize = 64;
+/// The most of a record's bytes a dead letter carries: with its other fields
+/// it must fit in a Kafka record (1 MB by default).
+pub const MAX_DEADLETTER_PAYLOAD: usize = 512 * 1024;
 
 /// What an effect task reports: the result, or the panic that ended it.
 type EffectDone = Result<crate::stages::EffectResult, String>;
@@ -140,6 +148,11 @@ struct Pipeline {
     effects_rx: std::sync::mpsc::Receiver<EffectDone>,
     /// Effects started whose result has not been handed to the stage.
     effects_running: usize,
+    /// Whether effects may run while the stage goes on.
+    concurrent: bool,
+    /// Set while the runner stops or gives partitions up: results of running
+    /// effects are still taken, but no new effect starts.
+    draining: bool,
 }
 
 struct StageContext {
@@ -253,11 +266,15 @@ impl ConsumerContext for StageContext {
             // Results of running effects belong to the state being given up.
             let mut pipeline = lock(&self.pipeline);
             let done = pipeline
-                .finish_all_effects(consumer)
+                .drain(consumer)
                 .and_then(|()| pipeline.commit(consumer));
             if let Err(e) = done {
                 self.fail(e);
             }
+            // The state of the revoked partitions belongs to their next owner:
+            // until the assignment restores it, the timer must not act on it
+            // (close a window, time out a recovery) from here.
+            pipeline.processor.reset();
         }
     }
 
@@ -377,8 +394,15 @@ impl Pipeline {
                 Action::Execute(request) => {
                     // The records announcing this effect must be durable first.
                     self.commit(consumer)?;
+                    if self.draining {
+                        // Recorded as started: whoever owns the partition
+                        // next starts it again, with the same key.
+                        tracing::info!(stage = %self.stage, key = request.key(), "stopping; effect left to the partition's next owner");
+                        continue;
+                    }
                     self.start_effect(request);
-                    while self.effects_running >= MAX_EFFECTS {
+                    let most = if self.concurrent { MAX_EFFECTS } else { 1 };
+                    while self.effects_running >= most {
                         self.finish_effects(consumer, true)?;
                     }
                 }
@@ -442,15 +466,16 @@ impl Pipeline {
         }
     }
 
-    /// Waits for every running effect and hands its result to the stage.
-    fn finish_all_effects(
-        &mut self,
-        consumer: &BaseConsumer<StageContext>,
-    ) -> Result<(), RunnerError> {
-        while self.effects_running > 0 {
-            self.finish_effects(consumer, true)?;
+    /// Waits for every running effect and hands its result to the stage;
+    /// effects the results ask for are not started.
+    fn drain(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
+        self.draining = true;
+        let mut result = Ok(());
+        while result.is_ok() && self.effects_running > 0 {
+            result = self.finish_effects(consumer, true);
         }
-        Ok(())
+        self.draining = false;
+        result
     }
 
     /// Waits for running effects without looking at their results (the
@@ -499,13 +524,25 @@ impl Pipeline {
             }
         }
         tracing::warn!(stage = %self.stage, topic = input.topic, partition = input.partition, offset = input.offset, kind = %kind, %error, "dead-lettering record");
+        let mut error = error;
+        let mut payload = input.payload.map(<[u8]>::to_vec);
+        if let Some(p) = payload
+            .as_mut()
+            .filter(|p| p.len() > MAX_DEADLETTER_PAYLOAD)
+        {
+            error.push_str(&format!(
+                " (payload cut to its first {MAX_DEADLETTER_PAYLOAD} of {} bytes)",
+                p.len()
+            ));
+            p.truncate(MAX_DEADLETTER_PAYLOAD);
+        }
         let letter = DeadLetter {
             stage: self.stage.to_string(),
             source_topic: input.topic.to_string(),
             source_partition: input.partition,
             source_offset: input.offset,
             source_key: input.key.map(<[u8]>::to_vec),
-            payload: input.payload.map(<[u8]>::to_vec),
+            payload,
             error_kind: kind,
             error,
             at: wall_clock(),
@@ -692,6 +729,7 @@ pub fn run(
     }
     let inputs = processor.input_topics();
     let (effects_tx, effects_rx) = std::sync::mpsc::channel();
+    let concurrent = processor.concurrent_effects();
     let pipeline = Arc::new(Mutex::new(Pipeline {
         processor,
         poisoned: false,
@@ -717,6 +755,8 @@ pub fn run(
         effects_tx,
         effects_rx,
         effects_running: 0,
+        concurrent,
+        draining: false,
     }));
     let context = StageContext {
         stage,
@@ -741,9 +781,7 @@ pub fn run(
     let stats = {
         let mut p = lock(&pipeline);
         let closing = match &result {
-            Ok(()) => p
-                .finish_all_effects(&consumer)
-                .and_then(|()| p.commit(&consumer)),
+            Ok(()) => p.drain(&consumer).and_then(|()| p.commit(&consumer)),
             Err(_) => {
                 // Stop without committing: the next owner starts from the last commit.
                 p.abandon_effects();

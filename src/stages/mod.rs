@@ -313,6 +313,15 @@ pub trait Processor: Send {
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError>;
 
+    /// Whether the runner may carry out this stage's effects concurrently
+    /// and go on with other records meanwhile. Only for a stage whose state
+    /// changelog records, before it asks for an effect, everything needed to
+    /// resume after a crash: the input's offset may be committed before the
+    /// result comes back, and results arrive in any order.
+    fn concurrent_effects(&self) -> bool {
+        false
+    }
+
     /// Receives the result of an [`Action::Execute`].
     fn on_effect(
         &mut self,

@@ -125,6 +125,13 @@ pub fn real(name: &str) -> Option<TestCluster> {
         eprintln!("MEDIC_TEST_BROKERS is not set: skipping the real-broker test {name}");
         return None;
     };
+    Some(on_brokers(name, &brokers))
+}
+
+/// A real broker at `brokers`, at-least-once, topics created with `topics apply`.
+pub fn on_brokers(name: &str, brokers: &str) -> TestCluster {
+    init_logs();
+    let brokers = brokers.to_string();
     let prefix = unique_prefix(name);
     let topics = Topics::new(&prefix);
     let mut config = test_config(&prefix, DeliveryMode::AtLeastOnce);
@@ -135,14 +142,14 @@ pub fn real(name: &str) -> Option<TestCluster> {
         .block_on(admin::apply(&settings, &topics))
         .expect("topics apply");
     assert_eq!(report.created.len(), topics.all().len(), "{report:?}");
-    Some(TestCluster {
+    TestCluster {
         embedded: None,
         producer: test_producer(&settings),
         settings,
         topics,
         config,
         runtime: rt,
-    })
+    }
 }
 
 impl TestCluster {

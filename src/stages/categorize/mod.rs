@@ -32,6 +32,9 @@ pub struct Categorize {
     config: CategorizeConfig,
     pack: RulePack,
     windows: BTreeMap<String, Slot>,
+    /// Set by a restore: the next timer restarts the quiet time of every
+    /// window, so that the time its partition had no owner does not count.
+    restored: bool,
 }
 
 impl Categorize {
@@ -42,6 +45,7 @@ impl Categorize {
             config,
             pack,
             windows: BTreeMap::new(),
+            restored: false,
         }
     }
 
@@ -150,6 +154,7 @@ impl Processor for Categorize {
                         dirty: false,
                     },
                 );
+                self.restored = true;
             }
         }
         Ok(())
@@ -165,6 +170,13 @@ impl Processor for Categorize {
     }
 
     fn on_timer(&mut self, now: Millis) -> Result<Vec<Action>, ProcessError> {
+        if std::mem::take(&mut self.restored) {
+            // Nobody read the window's signals while its partition moved: a
+            // window is quiet only for as long as its new owner saw nothing.
+            for slot in self.windows.values_mut() {
+                slot.window.touched_at = slot.window.touched_at.max(now);
+            }
+        }
         let due: Vec<String> = self
             .windows
             .iter()
@@ -300,9 +312,67 @@ mod tests {
                 record.value.as_deref(),
             )
             .expect("restores");
-        let f = failures(&after.on_timer(5 + 30_000).expect("ok"));
+        assert!(
+            failures(&after.on_timer(5 + 30_000).expect("ok")).is_empty(),
+            "quiet counts from the restore, not from the last signal"
+        );
+        let f = failures(&after.on_timer(5 + 60_000).expect("ok"));
         assert_eq!(f[0].failure_type, FailureType::Data);
         assert_eq!(f[0].signal_count, 1);
+    }
+
+    #[test]
+    fn a_window_restored_after_a_long_move_absorbs_the_signals_that_waited() {
+        let mut before = stage();
+        before
+            .handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5)
+            .expect("ok");
+        let changelog = before.end_batch(5).expect("ok");
+        let [Action::Emit(record)] = changelog.as_slice() else {
+            panic!("{changelog:?}")
+        };
+        // The partition had no owner for longer than the quiet time (a crashed
+        // member's session timing out); a signal waited in it meanwhile.
+        let moved = 5 + 45_000;
+        let mut after = stage();
+        after
+            .restore(
+                &record.topic,
+                record.key.as_bytes(),
+                record.value.as_deref(),
+            )
+            .expect("restores");
+        assert!(failures(&after.on_timer(moved).expect("ok")).is_empty());
+        after
+            .handle(
+                &signal("db/prod", "ERROR: deadlock detected", 20_000),
+                moved,
+            )
+            .expect("ok");
+        let f = failures(&after.on_timer(moved + 30_000).expect("ok"));
+        assert_eq!(f.len(), 1, "one failure, not one per owner");
+        assert_eq!(f[0].signal_count, 2);
+    }
+
+    #[test]
+    fn a_restored_window_past_its_maximum_still_closes_at_once() {
+        let mut before = stage();
+        before
+            .handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5)
+            .expect("ok");
+        let changelog = before.end_batch(5).expect("ok");
+        let [Action::Emit(record)] = changelog.as_slice() else {
+            panic!("{changelog:?}")
+        };
+        let mut after = stage();
+        after
+            .restore(
+                &record.topic,
+                record.key.as_bytes(),
+                record.value.as_deref(),
+            )
+            .expect("restores");
+        assert_eq!(failures(&after.on_timer(5 + 300_000).expect("ok")).len(), 1);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Every non-empty log line becomes a signal (categorize decides what matters);
 //! a CI event becomes a signal only when the run failed, timed out or was
-//! cancelled. Records that are not text go to the dead-letter topic.
+//! cancelled. Records that are not text, JSON nested deeper than the parser
+//! follows and records too large for a log line go to the dead-letter topic.
 
 mod ci;
 pub mod shippers;
@@ -36,8 +37,10 @@ impl Ingest {
         now: Millis,
     ) -> Result<Option<Signal>, ProcessError> {
         let payload = input.payload.unwrap_or_default();
-        let parsed = shippers::parse(payload, input.key, &self.config)
-            .map_err(|e| ProcessError::Undecodable(e.to_string()))?;
+        let parsed = shippers::parse(payload, input.key, &self.config).map_err(|e| match e {
+            shippers::ParseError::TooLarge(_) => ProcessError::Invalid(e.to_string()),
+            _ => ProcessError::Undecodable(e.to_string()),
+        })?;
         if parsed.text.trim().is_empty() {
             return Ok(None);
         }

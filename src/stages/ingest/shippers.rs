@@ -54,6 +54,45 @@ pub enum ParseError {
     /// Not UTF-8: not a log line at all.
     #[error("raw record is not UTF-8 text (first invalid byte at offset {0})")]
     NotText(usize),
+    /// Longer than any log line: its signal would not fit in a Kafka record.
+    #[error(
+        "raw record of {0} bytes is over the limit of {MAX_RECORD_BYTES} bytes for a log line"
+    )]
+    TooLarge(usize),
+    /// A JSON object nested deeper than the parser follows.
+    #[error("raw record is JSON nested deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
+}
+
+/// The longest raw record read as a log line. Its signal carries the text,
+/// and must stay under the 1 MB default limit of a Kafka record.
+pub const MAX_RECORD_BYTES: usize = 512 * 1024;
+
+/// How deep the JSON parser follows nested objects and arrays (serde_json's limit).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether `text` nests objects or arrays deeper than [`MAX_JSON_DEPTH`]
+/// (brackets inside strings do not count).
+fn nested_too_deep(text: &str) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'{' | b'[') => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return true;
+                }
+            }
+            (false, _, b'}' | b']') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
+        }
+    }
+    false
 }
 
 /// Parses one raw record value; `key` is the Kafka record key.
@@ -62,6 +101,9 @@ pub fn parse(
     key: Option<&[u8]>,
     cfg: &IngestConfig,
 ) -> Result<ParsedLog, ParseError> {
+    if payload.len() > MAX_RECORD_BYTES {
+        return Err(ParseError::TooLarge(payload.len()));
+    }
     let text = std::str::from_utf8(payload).map_err(|e| ParseError::NotText(e.valid_up_to()))?;
     let keyed = key
         .and_then(|k| std::str::from_utf8(k).ok())
@@ -70,6 +112,7 @@ pub fn parse(
     let mut parsed = match trimmed.starts_with('{') {
         true => match serde_json::from_str::<Map<String, Value>>(trimmed) {
             Ok(object) => parse_json(&object, cfg),
+            Err(_) if nested_too_deep(trimmed) => return Err(ParseError::TooDeep),
             Err(_) => parse_plain(trimmed),
         },
         false => parse_plain(trimmed),
@@ -413,6 +456,29 @@ mod tests {
         assert_eq!(
             parse(b"\xff\xfe\x00", None, &cfg()),
             Err(ParseError::NotText(0))
+        );
+    }
+
+    #[test]
+    fn oversized_and_too_deeply_nested_records_are_refused() {
+        let big = vec![b'x'; MAX_RECORD_BYTES + 1];
+        assert_eq!(
+            parse(&big, None, &cfg()),
+            Err(ParseError::TooLarge(MAX_RECORD_BYTES + 1))
+        );
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
+        assert_eq!(
+            parse(deep.as_bytes(), None, &cfg()),
+            Err(ParseError::TooDeep)
+        );
+        // Brackets inside strings do not nest: this broken JSON is a plain line.
+        let quoted = format!(r#"{{"message":"{}\" {}" broken"#, "[{".repeat(200), "]");
+        let p = parse(quoted.as_bytes(), None, &cfg()).expect("a plain line");
+        assert_eq!(p.shipper, Some(Shipper::PlainText));
+        let broken = format!("{{not json {}", "[".repeat(200));
+        assert_eq!(
+            parse(broken.as_bytes(), None, &cfg()),
+            Err(ParseError::TooDeep)
         );
     }
 

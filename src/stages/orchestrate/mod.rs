@@ -1236,6 +1236,12 @@ impl Processor for Orchestrate {
         self.on_plan(&plan, now)
     }
 
+    fn concurrent_effects(&self) -> bool {
+        // Every step is recorded as started in the state topic before its
+        // executor is called, and results are matched by idempotency key.
+        true
+    }
+
     fn on_effect(
         &mut self,
         result: EffectResult,
