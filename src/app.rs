@@ -248,7 +248,11 @@ pub fn runner_config(
     RunnerConfig {
         settings: settings.clone(),
         group: format!("{}.{}", config.kafka.group_prefix, stage),
-        instance: format!("{}-{:08x}", std::process::id(), nanos),
+        instance: config
+            .delivery
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{:08x}", std::process::id(), nanos)),
         delivery: config.delivery.clone(),
         deadletter_topic: topics.deadletter.clone(),
     }

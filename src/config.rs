@@ -107,7 +107,9 @@ impl Default for KafkaConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum DeliveryMode {
     /// Kafka transactions: consume, produce and commit atomically. Needs a
-    /// broker with transaction support (Apache Kafka, Redpanda, the embedded cluster).
+    /// broker with transaction support (Apache Kafka, Redpanda). The embedded
+    /// cluster accepts transactions but keeps no offsets committed inside
+    /// them, so a stage restarted on it reads its input again from the start.
     #[serde(rename = "exactly-once")]
     ExactlyOnce,
     /// Commit after the produced records are acknowledged; a crash may resend
@@ -143,6 +145,13 @@ pub struct DeliveryConfig {
     pub max_deadletters_per_minute: u32,
     /// How often each stage's timer runs (window closing, timeouts), in milliseconds.
     pub timer_interval_ms: u64,
+    /// This process's name in transactional ids (`<group>.<instance_id>`;
+    /// env `MEDIC_INSTANCE_ID`). Give each process a name that is stable
+    /// across its restarts and unique among running processes (a StatefulSet
+    /// pod name): a restarted process then aborts what its predecessor left
+    /// open at once, instead of readers waiting for the transaction timeout.
+    /// Unset: the process id and start time, new on every start.
+    pub instance_id: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -154,6 +163,7 @@ impl Default for DeliveryConfig {
             dedup_capacity: 100_000,
             max_deadletters_per_minute: 1_000,
             timer_interval_ms: 250,
+            instance_id: None,
         }
     }
 }
@@ -864,6 +874,9 @@ impl Config {
             field: field.into(),
             message,
         };
+        if let Some(v) = env("MEDIC_INSTANCE_ID") {
+            self.delivery.instance_id = Some(v);
+        }
         if let Some(v) = env("MEDIC_BROKERS") {
             self.kafka.brokers = Some(v);
         }
@@ -1097,6 +1110,19 @@ impl Config {
         }
         if d.timer_interval_ms == 0 {
             return fail("delivery.timer_interval_ms", "must be at least 1".into());
+        }
+        if let Some(id) = &d.instance_id {
+            if id.is_empty()
+                || id.len() > 200
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return fail(
+                    "delivery.instance_id",
+                    format!("'{id}' must be 1 to 200 letters, digits, '.', '_' or '-'"),
+                );
+            }
         }
         let c = &self.categorize;
         if c.window_quiet_ms <= 0 {
