@@ -31,6 +31,8 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod executors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kafka;
 pub mod stages;
 pub mod stats;

@@ -379,7 +379,7 @@ async fn webhook(
 
 /// A verified event medic has no use for, as a `CiEvent` with status
 /// `unknown`, for teams that want every delivery on `medic.ci.events`.
-fn unused_event(
+pub(crate) fn unused_event(
     platform: CiPlatform,
     event: Option<&str>,
     body: &[u8],

@@ -94,7 +94,8 @@ fn hex_after(value: &str, prefix: &str, header: &'static str) -> Result<Vec<u8>,
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
+    // Digits only: `from_str_radix` alone would also take a sign ("+1").
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..hex.len())
@@ -189,7 +190,8 @@ impl Verifier {
             .trim()
             .parse()
             .map_err(|_| VerifyError::Malformed(header))?;
-        if (now / 1000 - secs).unsigned_abs() > self.tolerance_secs {
+        // `abs_diff`: a timestamp near i64::MIN or i64::MAX must not overflow.
+        if (now / 1000).abs_diff(secs) > self.tolerance_secs {
             return Err(VerifyError::Stale(self.tolerance_secs));
         }
         Ok(())
@@ -248,6 +250,7 @@ fn percent_decode(v: &str) -> String {
         match (bytes[i], bytes.get(i + 1..i + 3)) {
             (b'%', Some(hex)) => match std::str::from_utf8(hex)
                 .ok()
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
             {
                 Some(b) => {
@@ -435,6 +438,66 @@ mod tests {
         assert_eq!(
             g.verify(&headers[..], None, b"{\"id\":\"2\"}", 1_700_000_100_000),
             Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn hex_and_percent_escapes_take_hex_digits_only() {
+        // `u8::from_str_radix("+1", 16)` is 1: a signed digit pair must not
+        // stand in for "01".
+        assert_eq!(decode_hex("0a+1"), None);
+        assert_eq!(decode_hex("0A01"), Some(vec![10, 1]));
+        let cc = verifier(CiPlatform::Circleci, &["another-secret"]);
+        let genuine = "v1=daa220016c8f29a8b214fbfc3671aeec2145cfb1e6790184ffb38b6d0425fa00";
+        assert_eq!(
+            cc.verify(&[("circleci-signature", genuine)][..], None, b"lalala", 0),
+            Ok(())
+        );
+        let signed_digit = genuine.replace("daa22001", "daa220+1");
+        assert_eq!(
+            cc.verify(
+                &[("circleci-signature", signed_digit.as_str())][..],
+                None,
+                b"lalala",
+                0
+            ),
+            Err(VerifyError::Malformed("circleci-signature"))
+        );
+        assert_eq!(percent_decode("a%+1b%41"), "a% 1bA");
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_stale_not_an_overflow() {
+        let g = verifier(CiPlatform::Generic, &["k"]);
+        for ts in [
+            "-9223372036854775808",
+            "-9223372036854775807",
+            "9223372036854775807",
+        ] {
+            let headers = [
+                ("X-Medic-Timestamp", ts),
+                ("X-Medic-Signature", "sha256=00"),
+            ];
+            for now in [1_700_000_000_000, i64::MAX, i64::MIN] {
+                assert_eq!(
+                    g.verify(&headers[..], None, b"{}", now),
+                    Err(VerifyError::Stale(300)),
+                    "{ts} at {now}"
+                );
+            }
+        }
+        let gl = verifier(
+            CiPlatform::GitlabCi,
+            &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+        );
+        let headers = [
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", "-9223372036854775808"),
+            ("webhook-signature", "v1,AAAA"),
+        ];
+        assert_eq!(
+            gl.verify(&headers[..], None, b"{}", 1_700_000_000_000),
+            Err(VerifyError::Stale(300))
         );
     }
 }

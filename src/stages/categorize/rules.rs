@@ -203,7 +203,7 @@ impl RulePack {
         RulePack::load(&packs)
     }
 
-    fn build(packs: &[(String, String)]) -> Result<RulePack, PackError> {
+    pub(crate) fn build(packs: &[(String, String)]) -> Result<RulePack, PackError> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut digest = Sha256::new();
         for (file, text) in packs {
