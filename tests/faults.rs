@@ -11,10 +11,9 @@ use medic::domain::*;
 use medic::executors::Executor;
 use medic::kafka::ClientSettings;
 use medic::stages::StageName;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -37,26 +36,8 @@ struct Reader {
 
 impl Reader {
     fn new(settings: &ClientSettings, topic: &str) -> Reader {
-        let mut config = settings.base();
-        config
-            .set("group.id", "medic-test-reader")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer = config.create().expect("reader");
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                    .expect("partition");
-            }
-        }
-        assert!(tpl.count() > 0, "{topic} has partitions");
-        consumer.assign(&tpl).expect("assign");
         Reader {
-            consumer,
+            consumer: common::reader(settings, topic),
             records: Vec::new(),
         }
     }

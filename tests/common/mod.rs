@@ -37,6 +37,30 @@ fn init_logs() {
     });
 }
 
+/// A consumer of every partition of `topic` from the beginning, reading
+/// committed records only.
+pub fn reader(settings: &ClientSettings, topic: &str) -> BaseConsumer {
+    let mut config = settings.base();
+    config
+        .set("group.id", "medic-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer = config.create().expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    assert!(tpl.count() > 0, "{topic} has partitions");
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
 /// A unique topic/group prefix per test, so tests never share state.
 pub fn unique_prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -185,23 +209,7 @@ impl TestCluster {
         timeout: Duration,
         settle: Duration,
     ) -> Vec<(Option<String>, Option<Vec<u8>>)> {
-        let mut config = self.settings.base();
-        config
-            .set("group.id", "medic-test-reader")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer = config.create().expect("reader");
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                    .expect("partition");
-            }
-        }
-        consumer.assign(&tpl).expect("assign");
+        let consumer = reader(&self.settings, topic);
         let mut out = Vec::new();
         let deadline = Instant::now() + timeout;
         let mut done_at: Option<Instant> = None;
