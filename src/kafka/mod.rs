@@ -79,11 +79,17 @@ impl ClientSettings {
 
     /// A producer partitioning like the Java client (murmur2), so keys land
     /// where other tools expect; transactional when `transactional_id` is set.
+    /// The producer properties of the configuration (`linger.ms`,
+    /// `compression.type`, ...) apply over medic's defaults, not over the
+    /// delivery settings.
     pub fn producer(&self, mode: DeliveryMode, transactional_id: Option<&str>) -> ClientConfig {
         let mut config = self.base();
         config
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5");
+        for (k, v) in &self.producer_properties {
+            config.set(k, v);
+        }
         match (mode, transactional_id) {
             (DeliveryMode::ExactlyOnce, Some(id)) => {
                 config
@@ -95,5 +101,36 @@ impl ClientSettings {
             }
         }
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_properties_apply_over_defaults_but_not_over_delivery() {
+        let mut settings = ClientSettings::new("localhost:9092");
+        settings
+            .producer_properties
+            .insert("linger.ms".into(), "20".into());
+        settings
+            .producer_properties
+            .insert("compression.type".into(), "zstd".into());
+        settings
+            .producer_properties
+            .insert("transactional.id".into(), "someone-else".into());
+        settings
+            .consumer_properties
+            .insert("fetch.wait.max.ms".into(), "50".into());
+        let producer = settings.producer(DeliveryMode::ExactlyOnce, Some("medic.decide.1"));
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        assert_eq!(producer.get("compression.type"), Some("zstd"));
+        assert_eq!(producer.get("transactional.id"), Some("medic.decide.1"));
+        assert_eq!(producer.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(producer.get("fetch.wait.max.ms"), None);
+        let plain = ClientSettings::new("localhost:9092").producer(DeliveryMode::AtLeastOnce, None);
+        assert_eq!(plain.get("linger.ms"), Some("5"));
+        assert_eq!(plain.get("enable.idempotence"), Some("true"));
     }
 }

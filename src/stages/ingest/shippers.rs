@@ -12,7 +12,7 @@
 use crate::config::IngestConfig;
 use crate::domain::{DeploymentKey, Millis, Shipper};
 use crate::timefmt::{parse_datetime, parse_json_time};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// What ingest learned from one raw record.
@@ -110,10 +110,10 @@ pub fn parse(
         .and_then(DeploymentKey::parse);
     let trimmed = text.trim();
     let mut parsed = match trimmed.starts_with('{') {
-        true => match serde_json::from_str::<Map<String, Value>>(trimmed) {
-            Ok(object) => parse_json(&object, cfg),
+        true => match serde_json::from_str::<Value>(trimmed) {
+            Ok(object @ Value::Object(_)) => parse_json(&object, cfg),
             Err(_) if nested_too_deep(trimmed) => return Err(ParseError::TooDeep),
-            Err(_) => parse_plain(trimmed),
+            _ => parse_plain(trimmed),
         },
         false => parse_plain(trimmed),
     };
@@ -166,8 +166,26 @@ fn level_from_text(text: &str) -> Option<String> {
         .map(|l| l.to_ascii_lowercase())
 }
 
+/// `value.pointer(pointer)` without serde_json's unescaping of every
+/// segment, which allocates a string per segment: medic's own pointers have
+/// no `~` escapes. Pointers with escapes, and paths through arrays, are left
+/// to serde_json.
+fn at<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let Some(path) = pointer.strip_prefix('/').filter(|p| !p.contains('~')) else {
+        return value.pointer(pointer);
+    };
+    let mut current = value;
+    for segment in path.split('/') {
+        current = match current {
+            Value::Object(map) => map.get(segment)?,
+            _ => return value.pointer(pointer),
+        };
+    }
+    Some(current)
+}
+
 fn pointer_str(object: &Value, pointer: &str) -> Option<String> {
-    match object.pointer(pointer)? {
+    match at(object, pointer)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
@@ -182,20 +200,18 @@ fn configured(object: &Value, pointers: &[String]) -> Option<String> {
     pointers.iter().find_map(|p| pointer_str(object, p))
 }
 
-fn parse_json(map: &Map<String, Value>, cfg: &IngestConfig) -> ParsedLog {
-    let has = |k: &str| map.contains_key(k);
+fn parse_json(object: &Value, cfg: &IngestConfig) -> ParsedLog {
+    let has = |k: &str| object.get(k).is_some();
     let shipper = if has("@metadata") && has("message") {
         Shipper::Filebeat
-    } else if map.get("log").is_some_and(Value::is_string) {
+    } else if object.get("log").is_some_and(Value::is_string) {
         Shipper::FluentBit
     } else if has("message") && (has("source_type") || has("timestamp") || has("kubernetes")) {
         Shipper::Vector
     } else {
         Shipper::Json
     };
-    // One owned Value so JSON pointers work; records are small.
-    let object = Value::Object(map.clone());
-    let o = &object;
+    let o = object;
 
     let text = configured(o, &cfg.message_fields)
         .or_else(|| match shipper {
@@ -214,21 +230,21 @@ fn parse_json(map: &Map<String, Value>, cfg: &IngestConfig) -> ParsedLog {
                 &["/kubernetes/node/name", "/host/name", "/host/hostname"],
             ),
             first_str(o, &["/kubernetes/container/name", "/container/name"]),
-            o.pointer("/kubernetes/labels"),
+            at(o, "/kubernetes/labels"),
         ),
         Shipper::Vector => (
             first_str(o, &["/kubernetes/pod_name"]),
             first_str(o, &["/kubernetes/pod_namespace"]),
             first_str(o, &["/kubernetes/pod_node_name", "/host"]),
             first_str(o, &["/kubernetes/container_name"]),
-            o.pointer("/kubernetes/pod_labels"),
+            at(o, "/kubernetes/pod_labels"),
         ),
         _ => (
             first_str(o, &["/kubernetes/pod_name"]),
             first_str(o, &["/kubernetes/namespace_name", "/kubernetes/namespace"]),
             first_str(o, &["/kubernetes/host", "/host", "/hostname"]),
             first_str(o, &["/kubernetes/container_name"]),
-            o.pointer("/kubernetes/labels"),
+            at(o, "/kubernetes/labels"),
         ),
     };
     let label = |names: &[&str]| -> Option<String> {
@@ -265,7 +281,7 @@ fn parse_json(map: &Map<String, Value>, cfg: &IngestConfig) -> ParsedLog {
 
     let observed_at = ["/@timestamp", "/timestamp", "/time", "/ts"]
         .iter()
-        .find_map(|p| o.pointer(p).and_then(parse_json_time));
+        .find_map(|p| at(o, p).and_then(parse_json_time));
     let level = first_str(
         o,
         &["/level", "/log/level", "/severity", "/levelname", "/lvl"],
@@ -279,15 +295,13 @@ fn parse_json(map: &Map<String, Value>, cfg: &IngestConfig) -> ParsedLog {
         "/response_code",
     ]
     .iter()
-    .find_map(|p| o.pointer(p).and_then(as_i64))
+    .find_map(|p| at(o, p).and_then(as_i64))
     .and_then(|c| i32::try_from(c).ok())
     .filter(|c| (100..600).contains(c));
-    let affected_users = o
-        .pointer("/affected_users")
+    let affected_users = at(o, "/affected_users")
         .and_then(as_i64)
         .filter(|n| *n >= 0);
-    let error_rate = o
-        .pointer("/error_rate")
+    let error_rate = at(o, "/error_rate")
         .and_then(Value::as_f64)
         .filter(|r| r.is_finite() && *r >= 0.0);
 
@@ -488,5 +502,19 @@ mod tests {
         assert_eq!(strip_pod_suffix("kairosdb-914055854-b63vq"), "kairosdb");
         assert_eq!(strip_pod_suffix("node-exporter-x7k2p"), "node-exporter");
         assert_eq!(strip_pod_suffix("base"), "base");
+    }
+
+    #[test]
+    fn pointer_lookup_answers_like_serde_json() {
+        let v: Value = serde_json::from_str(
+            r#"{"a":{"b":[{"c":1}],"":{"d":2},"x/y":3,"m~n":4},"s":"t","k":{"l":null}}"#,
+        )
+        .expect("json");
+        for p in [
+            "", "/", "/a", "/a/b", "/a/b/0", "/a/b/0/c", "/a/b/01", "/a/b/x", "/a//d", "/a/x~1y",
+            "/a/m~0n", "/a/x/y", "/s", "/s/t", "/k/l", "/k/l/m", "/missing", "a",
+        ] {
+            assert_eq!(at(&v, p), v.pointer(p), "{p}");
+        }
     }
 }
