@@ -548,8 +548,9 @@ static FAILURES: LazyLock<Vec<CategorizedFailure>> = LazyLock::new(|| {
 /// in a terminal node within twice as many decisions as it has nodes, for
 /// every test failure, with and without medic's gates; the program
 /// precomputed per combination of field conditions is the one built per
-/// plan; pictures draw; the decide stage plans every failure into a plan
-/// that encodes.
+/// plan; every program, and every plan's steps, is closed (each edge names
+/// a step of it); pictures draw; the decide stage plans every failure into
+/// a plan that encodes.
 pub fn policy(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -576,8 +577,43 @@ pub fn policy(data: &[u8]) {
     );
     for failure in FAILURES.iter() {
         let plan = decide.plan(failure, 1_700_000_000_000);
+        check_program(&plan.steps, &plan.strategy);
         codec::encode(&plan).expect("a plan encodes");
     }
+}
+
+/// A program is closed: steps are numbered in order, each names its node
+/// once, and every edge (and parallel branch) names a step of the program,
+/// so the orchestrator never follows an edge into nothing.
+fn check_program(steps: &[PlanStep], strategy: &str) {
+    let nodes: Vec<&str> = steps
+        .iter()
+        .map(|s| {
+            s.param("node")
+                .unwrap_or_else(|| panic!("a step of {strategy} names no node: {s:?}"))
+        })
+        .collect();
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(step.index, i as i32, "step numbers of {strategy}");
+        assert!(
+            !nodes[..i].contains(&nodes[i]),
+            "{strategy}: node {} is two steps",
+            nodes[i]
+        );
+        let branches = step
+            .param("branches")
+            .into_iter()
+            .flat_map(|b| b.split(','));
+        let edges = program::EDGES.iter().filter_map(|e| step.param(e));
+        for to in edges.chain(branches) {
+            assert!(
+                nodes.contains(&to),
+                "{strategy}: step {} leads to {to}, which is not a step",
+                nodes[i]
+            );
+        }
+    }
+    let _ = program::expected_path(steps);
 }
 
 fn check_strategy(strategy: &Strategy) {
@@ -603,6 +639,7 @@ fn check_strategy(strategy: &Strategy) {
             assert!(w.decisions.len() <= 2 * strategy.nodes.len());
 
             let per_plan = program::program(strategy, failure, options);
+            check_program(&per_plan, &strategy.id);
             if conditions.len() <= 64 {
                 let bits = program::condition_bits(strategy, &conditions, failure);
                 let holds = |id: &str| {
