@@ -46,7 +46,7 @@ for arg in "$@"; do
       ;;
   esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
+if [ ${#targets[@]} -eq 0 ]; then targets=("${all_targets[@]}"); fi
 
 # Writes stdin to corpus file $1/$2.
 put() { mkdir -p "$1"; cat >"$1/$2"; }
@@ -96,10 +96,10 @@ seed_log_record() {
     done
   fi
   for f in "$fixtures"/failure-text/tools/helm/golden-error-outputs/*; do
-    [ -f "$f" ] && put "$dir" "seed-helm-$(basename "$f")" <"$f"
+    if [ -f "$f" ]; then put "$dir" "seed-helm-$(basename "$f")" <"$f"; fi
   done
   for f in "$fixtures"/failure-text/node-problem-detector/kernel_log_generator_problems/*; do
-    [ -f "$f" ] && put_lines "$dir" "$f" 5
+    if [ -f "$f" ]; then put_lines "$dir" "$f" 5; fi
   done
   return 0
 }
@@ -110,12 +110,12 @@ seed_webhook() {
   for root in "$repo/tests/data/webhooks" "$fixtures/webhooks"; do
     [ -d "$root" ] || continue
     for f in "$root"/github/*/*.json; do
-      [ -f "$f" ] && put_webhook "$dir" 0 "$(basename "$(dirname "$f")")" "$f"
+      if [ -f "$f" ]; then put_webhook "$dir" 0 "$(basename "$(dirname "$f")")" "$f"; fi
     done
-    for f in "$root"/gitlab/*.json; do [ -f "$f" ] && put_webhook "$dir" 1 "" "$f"; done
-    for f in "$root"/jenkins/*.json; do [ -f "$f" ] && put_webhook "$dir" 2 "" "$f"; done
-    for f in "$root"/azure-devops/*.json; do [ -f "$f" ] && put_webhook "$dir" 3 "" "$f"; done
-    for f in "$root"/circleci/*.json; do [ -f "$f" ] && put_webhook "$dir" 4 "" "$f"; done
+    for f in "$root"/gitlab/*.json; do if [ -f "$f" ]; then put_webhook "$dir" 1 "" "$f"; fi; done
+    for f in "$root"/jenkins/*.json; do if [ -f "$f" ]; then put_webhook "$dir" 2 "" "$f"; fi; done
+    for f in "$root"/azure-devops/*.json; do if [ -f "$f" ]; then put_webhook "$dir" 3 "" "$f"; fi; done
+    for f in "$root"/circleci/*.json; do if [ -f "$f" ]; then put_webhook "$dir" 4 "" "$f"; fi; done
   done
   put_webhook "$dir" 0 workflow_job "$repo/demo/ci/github-workflow_job-failure.json"
   put_webhook "$dir" 1 "Pipeline Hook" "$repo/demo/ci/gitlab-pipeline-failed.derived.json"
@@ -127,9 +127,9 @@ seed_webhook() {
 
 seed_rule_pack() {
   local dir=$1
-  # The built-in pack in packs of 12 rules (renamed, so that they add rules
-  # rather than replace built-in ones) and its pattern sections: whole, it is
-  # 130 KB and would slow every execution down.
+  # The built-in pack in packs of 12 rules (renamed, so that they add to the
+  # excerpt rule_pack loads them over rather than replace it) and its pattern
+  # sections: whole, it is 130 KB and would slow every execution down.
   awk -v dir="$dir" '
     /^critical_patterns:/ { tail = 1 }
     tail { patterns = patterns $0 "\n"; next }
@@ -194,7 +194,7 @@ for t in "${targets[@]}"; do
   echo "== $t: ${seconds} s ($(find "$fuzz/corpus/$t" -type f | wc -l) inputs in the corpus before)"
   log=$fuzz/logs/$t.log
   extra=()
-  [ -f "$fuzz/dicts/$t.dict" ] && extra+=(-dict="$fuzz/dicts/$t.dict")
+  if [ -f "$fuzz/dicts/$t.dict" ]; then extra+=(-dict="$fuzz/dicts/$t.dict"); fi
   # YAML targets: keep inputs small enough for thousands of executions a second.
   case "$t" in rule_pack | policy) extra+=(-max_len=16384) ;; esac
   # shellcheck disable=SC2086 # FUZZ_ARGS is a list of libFuzzer flags.
@@ -213,7 +213,7 @@ for t in "${targets[@]}"; do
   echo "$line" | tee -a "$summary"
 done
 
-$seed_only && exit 0
+if $seed_only; then exit 0; fi
 echo
 cat "$summary"
 if [ ${#failed[@]} -gt 0 ]; then

@@ -14,9 +14,10 @@
 use crate::bridge::verify::{sign_hex, Verifier, VerifyError};
 use crate::ci::{self, Delivery, NormalizeError};
 use crate::codec::{self, AvroRecord};
-use crate::config::{DecideConfig, IngestConfig};
+use crate::config::{CategorizeConfig, DecideConfig, IngestConfig};
 use crate::domain::*;
 use crate::stages::categorize::rules::{RuleKind, RulePack};
+use crate::stages::categorize::Categorize;
 use crate::stages::decide::policy::{Node, Policy, Strategy};
 use crate::stages::decide::tree::{walk, WalkOptions};
 use crate::stages::decide::{program, render, Decide};
@@ -25,7 +26,7 @@ use crate::stages::{Action, InputRecord, ProcessError, Processor};
 use crate::topics::Topics;
 use base64::Engine;
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// A target's entry point: it panics when the input breaks a property.
 pub type Entry = fn(&[u8]);
@@ -136,7 +137,9 @@ static BUILT_IN_PACK: LazyLock<RulePack> = LazyLock::new(RulePack::default_pack)
 /// UTF-8; ingest turns every other value into nothing (an empty line) or one
 /// signal keyed by its deployment key, which parses back to itself; the
 /// signal survives the Avro round trip; the default rule pack's evidence
-/// spans lie on character boundaries of the text.
+/// spans lie on character boundaries of the text; the categorize stage
+/// takes the signal beside another of its deployment and closes failures
+/// that encode.
 pub fn log_record(data: &[u8]) {
     let (key, payload) = match data.iter().take(256).position(|b| *b == 0) {
         Some(nul) => (Some(&data[..nul]), &data[nul + 1..]),
@@ -194,8 +197,52 @@ pub fn log_record(data: &[u8]) {
                 "a signal re-encodes to the same bytes"
             );
             check_scan(&BUILT_IN_PACK, &signal.text);
+            check_categorize(&signal);
         }
         other => panic!("one log record produced {} actions", other.len()),
+    }
+}
+
+/// The categorize stage takes `signal` before and after a matching signal of
+/// the same deployment, and the failures it closes encode: whatever times
+/// and text a record carried, the next stage copes.
+fn check_categorize(signal: &Signal) {
+    let now = 1_700_000_000_000;
+    let mut reference = signal.clone();
+    reference.text = "OOMKilled".into();
+    reference.observed_at = now;
+    let config = CategorizeConfig::default();
+    let later = now + 2 * config.window_max_ms;
+    let topics = Topics::default();
+    // One stage per process, emptied before each use: building one copies
+    // the whole rule pack.
+    static STAGE: LazyLock<Mutex<Categorize>> = LazyLock::new(|| {
+        Mutex::new(Categorize::new(
+            Topics::default(),
+            CategorizeConfig::default(),
+            BUILT_IN_PACK.clone(),
+        ))
+    });
+    let mut stage = STAGE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for order in [[&reference, signal], [signal, &reference]] {
+        stage.reset();
+        let mut actions = Vec::new();
+        for s in order {
+            actions.extend(stage.handle(s, now).expect("categorize takes a signal"));
+        }
+        actions.extend(stage.end_batch(now).expect("windows encode"));
+        actions.extend(stage.on_timer(later).expect("windows close"));
+        for action in &actions {
+            if let Action::Emit(out) = action {
+                if out.topic == topics.failures {
+                    let value = out.value.as_deref().expect("a failure has a value");
+                    let failure: CategorizedFailure = codec::decode(value).expect("decodes");
+                    assert_eq!(failure.deployment_key, signal.deployment_key);
+                }
+            }
+        }
     }
 }
 
@@ -229,8 +276,8 @@ fn check_scan(pack: &RulePack, line: &str) -> Vec<usize> {
 /// Properties: normalizing never panics; an event keeps its platform,
 /// delivery id and receive time; it encodes (the bridge answers 500
 /// otherwise) and decodes to itself; ingest turns it into at most one
-/// signal, which decodes to what [`crate::stages::ingest::ci_signal`] made;
-/// an event medic does not use still makes a valid record for teams that
+/// signal, which decodes to what [`crate::stages::ingest::ci_signal`] made
+/// and which the categorize stage takes; an event medic does not use still makes a valid record for teams that
 /// produce them all.
 pub fn webhook(data: &[u8]) {
     let mut bytes = Bytes { data };
@@ -306,6 +353,7 @@ pub fn webhook(data: &[u8]) {
             assert_eq!(out.key, key_text);
             let value = out.value.as_deref().expect("a signal has a value");
             assert_eq!(codec::decode::<Signal>(value).expect("decodes"), signal);
+            check_categorize(&signal);
         }
         (actions, expected) => panic!(
             "ingest made {} actions for an event that makes {} signal",
@@ -548,8 +596,9 @@ static FAILURES: LazyLock<Vec<CategorizedFailure>> = LazyLock::new(|| {
 /// in a terminal node within twice as many decisions as it has nodes, for
 /// every test failure, with and without medic's gates; the program
 /// precomputed per combination of field conditions is the one built per
-/// plan; pictures draw; the decide stage plans every failure into a plan
-/// that encodes.
+/// plan; every program, and every plan's steps, is closed (each edge names
+/// a step of it); pictures draw; the decide stage plans every failure into
+/// a plan that encodes.
 pub fn policy(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -576,8 +625,43 @@ pub fn policy(data: &[u8]) {
     );
     for failure in FAILURES.iter() {
         let plan = decide.plan(failure, 1_700_000_000_000);
+        check_program(&plan.steps, &plan.strategy);
         codec::encode(&plan).expect("a plan encodes");
     }
+}
+
+/// A program is closed: steps are numbered in order, each names its node
+/// once, and every edge (and parallel branch) names a step of the program,
+/// so the orchestrator never follows an edge into nothing.
+fn check_program(steps: &[PlanStep], strategy: &str) {
+    let nodes: Vec<&str> = steps
+        .iter()
+        .map(|s| {
+            s.param("node")
+                .unwrap_or_else(|| panic!("a step of {strategy} names no node: {s:?}"))
+        })
+        .collect();
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(step.index, i as i32, "step numbers of {strategy}");
+        assert!(
+            !nodes[..i].contains(&nodes[i]),
+            "{strategy}: node {} is two steps",
+            nodes[i]
+        );
+        let branches = step
+            .param("branches")
+            .into_iter()
+            .flat_map(|b| b.split(','));
+        let edges = program::EDGES.iter().filter_map(|e| step.param(e));
+        for to in edges.chain(branches) {
+            assert!(
+                nodes.contains(&to),
+                "{strategy}: step {} leads to {to}, which is not a step",
+                nodes[i]
+            );
+        }
+    }
+    let _ = program::expected_path(steps);
 }
 
 fn check_strategy(strategy: &Strategy) {
@@ -603,6 +687,7 @@ fn check_strategy(strategy: &Strategy) {
             assert!(w.decisions.len() <= 2 * strategy.nodes.len());
 
             let per_plan = program::program(strategy, failure, options);
+            check_program(&per_plan, &strategy.id);
             if conditions.len() <= 64 {
                 let bits = program::condition_bits(strategy, &conditions, failure);
                 let holds = |id: &str| {

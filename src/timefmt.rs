@@ -32,7 +32,8 @@ pub fn parse_json_time(value: &serde_json::Value) -> Option<Millis> {
         serde_json::Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 // Integers above 10^11 are milliseconds (10^11 s is year 5138).
-                Some(if i.abs() >= 100_000_000_000 {
+                // `unsigned_abs`: `abs` of i64::MIN overflows.
+                Some(if i.unsigned_abs() >= 100_000_000_000 {
                     i
                 } else {
                     i * 1000
@@ -110,6 +111,16 @@ mod tests {
             Some(1_554_141_513_598)
         );
         assert_eq!(parse_json_time(&json!(null)), None);
+    }
+
+    #[test]
+    fn the_extreme_integers_are_milliseconds_not_an_overflow() {
+        assert_eq!(parse_json_time(&json!(i64::MIN)), Some(i64::MIN));
+        assert_eq!(parse_json_time(&json!(i64::MAX)), Some(i64::MAX));
+        assert_eq!(
+            parse_json_time(&json!(-99_999_999_999i64)),
+            Some(-99_999_999_999_000)
+        );
     }
 
     #[test]

@@ -64,7 +64,9 @@ impl Categorize {
         let hits = self.pack.scan(&signal.text);
         let mut actions = Vec::new();
         if let Some(slot) = self.windows.get_mut(key) {
-            if signal.observed_at - slot.window.first_seen < self.config.window_max_ms {
+            // Saturating: `observed_at` is whatever time the record carried.
+            if signal.observed_at.saturating_sub(slot.window.first_seen) < self.config.window_max_ms
+            {
                 let absorbed = window::absorb(
                     Some(&mut slot.window),
                     signal,
@@ -290,6 +292,23 @@ mod tests {
         assert_eq!((closed[0].first_seen, closed[0].last_seen), (0, 299_000));
         assert_eq!(closed[0].failure_type, FailureType::Network);
         assert!(closed[0].transient);
+    }
+
+    #[test]
+    fn event_times_at_the_ends_of_the_range_split_windows_without_overflow() {
+        let mut c = stage();
+        let mut closed = Vec::new();
+        for at in [1_700_000_000_000, i64::MIN, i64::MAX, i64::MIN] {
+            let split = c
+                .handle(&signal("api/staging", "OOMKilled", at), 5)
+                .expect("ok");
+            closed.extend(failures(&split));
+        }
+        closed.extend(failures(&c.on_timer(1_000_000).expect("ok")));
+        // Earlier times fold into the open window; i64::MAX is more than a
+        // window after anything and opens the second one.
+        let spans: Vec<_> = closed.iter().map(|f| (f.first_seen, f.last_seen)).collect();
+        assert_eq!(spans, [(i64::MIN, 1_700_000_000_000), (i64::MIN, i64::MAX)]);
     }
 
     #[test]

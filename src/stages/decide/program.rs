@@ -31,7 +31,7 @@ use std::borrow::Cow;
 pub const APPROVAL_SUFFIX: &str = ".approval";
 
 /// Step parameters that name another node, the expected edge last.
-pub(super) const EDGES: &[&str] = &[
+pub(crate) const EDGES: &[&str] = &[
     "on_failure",
     "if_unhealthy",
     "on_deadline",
