@@ -4,6 +4,9 @@
 //!
 //! Regenerate standalone with `cargo bench --bench categorize -- --list` (the
 //! bench builds them at start); nothing is written to disk.
+//!
+//! Each bench uses part of this module.
+#![allow(dead_code)]
 
 /// splitmix64: tiny, seedable, good enough to shuffle words.
 pub struct Rng(u64);
@@ -225,4 +228,100 @@ pub fn big_pack(seed: u64, rules: usize) -> String {
         ));
     }
     yaml
+}
+
+/// One raw log record as a shipper would write it to `medic.logs.raw`.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// `service/environment` for plain-text lines; shippers' JSON has none.
+    pub key: Option<String>,
+    /// The record value.
+    pub value: Vec<u8>,
+    /// Whether the line carries failure text.
+    pub failure: bool,
+    /// Byte offset of the 14-character `@timestamp` (`1764400000.000`) in a
+    /// JSON record, so a paced producer can stamp the send time in place.
+    pub timestamp_at: Option<usize>,
+}
+
+const ENVIRONMENTS: &[&str] = &["production", "staging", "development"];
+
+/// Service and environment of deployment `k`: `checkout-0/production`, ...
+pub fn deployment(k: usize) -> (String, &'static str) {
+    (
+        format!("{}-{}", SERVICES[k % SERVICES.len()], k / SERVICES.len()),
+        ENVIRONMENTS[(k / SERVICES.len()) % ENVIRONMENTS.len()],
+    )
+}
+
+/// `records` raw log records of `deployments` deployments: ~200-byte CI and
+/// application lines, a `failure_share` of them carrying one of the real
+/// failure lines in `failures`, a `json_share` of them wrapped in Fluent
+/// Bit's JSON (Kubernetes metadata naming the deployment) and the rest plain
+/// text keyed by `service/environment`.
+pub fn raw_logs(
+    seed: u64,
+    records: usize,
+    deployments: usize,
+    failure_share: f64,
+    json_share: f64,
+    failures: &[String],
+) -> Vec<RawRecord> {
+    let mut rng = Rng::new(seed);
+    let unit = |rng: &mut Rng| (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    (0..records)
+        .map(|_| {
+            let (service, environment) = deployment(rng.below(deployments.max(1)));
+            let failure = !failures.is_empty() && unit(&mut rng) < failure_share;
+            let json = unit(&mut rng) < json_share;
+            let (minute, second, milli) = (rng.below(60), rng.below(60), rng.below(1000));
+            let level = if failure { "ERROR" } else { rng.pick(LEVELS) };
+            let number = rng.next() % 100_000;
+            // A bare "lint" is failure text to the default pack
+            // (application.lint-format): the step names of healthy lines avoid it.
+            let step = loop {
+                let step = rng.pick(STEPS);
+                if step != "Lint" {
+                    break step;
+                }
+            };
+            let mut line = format!(
+                "2025-11-29T07:{minute:02}:{second:02}.{milli:03}Z {level} {service} [{number}] step=\"{step}\" "
+            );
+            if failure {
+                let text = &failures[rng.below(failures.len())];
+                line.extend(text.chars().map(|c| if c.is_control() { ' ' } else { c }));
+                line.push(' ');
+            }
+            while line.len() < 200 {
+                line.push_str(rng.pick(WORDS));
+                line.push(if rng.below(4) == 0 { '=' } else { ' ' });
+                if rng.below(5) == 0 {
+                    line.push_str(&format!("{} ", rng.next() % 10_000));
+                }
+            }
+            if json {
+                let head = r#"{"@timestamp":"#;
+                let value = format!(
+                    r#"{head}1764400000.000,"log":{},"stream":"{}","kubernetes":{{"pod_name":"{service}-7d9f8b6c5-x2x9q","namespace_name":"{environment}","container_name":"{service}","host":"node-{}"}}}}"#,
+                    serde_json::Value::String(format!("{line}\n")),
+                    if failure { "stderr" } else { "stdout" },
+                    rng.below(8),
+                );
+                RawRecord {
+                    key: None,
+                    value: value.into_bytes(),
+                    failure,
+                    timestamp_at: Some(head.len()),
+                }
+            } else {
+                RawRecord {
+                    key: Some(format!("{service}/{environment}")),
+                    value: line.into_bytes(),
+                    failure,
+                    timestamp_at: None,
+                }
+            }
+        })
+        .collect()
 }
