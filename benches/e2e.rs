@@ -436,9 +436,10 @@ fn run_medic(ctx: &mut Ctx, set: &str, stages: &[StageName]) -> Result<MedicRun,
         let mut out: Vec<(String, u64)> = counts
             .into_iter()
             .filter(|((metric, _, _), _)| *metric == PRODUCED)
-            .map(|((_, stage, topic), v)| {
-                let topic = topic.strip_prefix(&format!("{prefix}.")).unwrap_or(&topic);
-                (format!("{stage} → {topic}"), v)
+            // Counters of earlier phases stay registered, at zero.
+            .filter_map(|((_, stage, topic), v)| {
+                let topic = topic.strip_prefix(&format!("{prefix}."))?;
+                Some((format!("{stage} → {topic}"), v))
             })
             .collect();
         out.sort();
