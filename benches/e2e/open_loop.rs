@@ -9,6 +9,7 @@ use crate::corpus::RawRecord;
 use medic::codec;
 use medic::domain::{
     Approval, ApprovalDecision, CategorizedFailure, RecoveryOutcome, RecoveryState, RecoveryStatus,
+    StepStatus,
 };
 use medic::kafka::ClientSettings;
 use medic::topics::Topics;
