@@ -224,6 +224,7 @@ impl Notify {
         ci: Option<&CiRef>,
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
+        let message = Arc::new(message);
         let Some(about) = message.about.as_ref() else {
             return Ok(Vec::new());
         };
@@ -251,18 +252,14 @@ impl Notify {
             tracing::info!(deployment = %record.deployment_key, recovery = %record.recovery_id, "{}", record.message);
             return Ok(vec![self.emit(&record)?]);
         }
-        let mut ready = Vec::new();
+        let mut actions = Vec::new();
         for i in 0..self.windows.len() {
             let channel = &self.windows[i].channel;
             if !channel.wants(trigger, about, ci) {
                 continue;
             }
-            let record = record(format!("{event}/{}", channel.name), &channel.name);
-            ready.push((i, record));
-        }
-        let message = Arc::new(message);
-        let mut actions = Vec::new();
-        for (i, record) in ready {
+            let channel = channel.name.clone();
+            let record = record(format!("{event}/{channel}"), &channel);
             if !self.remember(&record.id) {
                 continue;
             }
@@ -274,7 +271,6 @@ impl Notify {
             }
             window.sent += 1;
             let key = record.id.clone();
-            let channel = window.channel.name.clone();
             self.pending.insert(key.clone(), vec![record]);
             actions.push(Action::Execute(EffectRequest::Notify {
                 idempotency_key: key,
@@ -286,14 +282,15 @@ impl Notify {
     }
 
     /// Starts a new window on channel `i` when the current one is over, and
-    /// sends what the old one held back as a digest.
+    /// sends what the old one held back as a digest; each held notification
+    /// is recorded with the digest's id.
     fn roll(&mut self, i: usize, now: Millis) -> Option<Action> {
         let window = &mut self.windows[i];
         let length = (window.channel.rate_limit.per_seconds as i64).saturating_mul(1_000);
         if now < window.started.saturating_add(length) {
             return None;
         }
-        let held = std::mem::take(&mut window.held);
+        let mut held = std::mem::take(&mut window.held);
         let opened = window.started;
         window.started = now;
         window.sent = 0;
@@ -306,6 +303,9 @@ impl Notify {
         let lines: Vec<String> = held.iter().map(|r| r.message.clone()).collect();
         let limit = window.channel.rate_limit;
         let message = digest(&channel, limit.max, limit.per_seconds, &lines);
+        for record in &mut held {
+            record.digest = Some(key.clone());
+        }
         self.pending.insert(key.clone(), held);
         Some(Action::Execute(EffectRequest::Notify {
             idempotency_key: key,
@@ -542,10 +542,6 @@ impl Processor for Notify {
                     ))
                 })?,
         };
-        let digest = result
-            .idempotency_key
-            .starts_with("digest/")
-            .then(|| result.idempotency_key.clone());
         records
             .into_iter()
             .map(|record| {
@@ -559,7 +555,6 @@ impl Processor for Notify {
                     http_status: result.http_status.map(i32::from),
                     error: (!result.success).then(|| result.detail.clone()),
                     retries: result.retries.clone(),
-                    digest: digest.clone(),
                     at: now,
                     ..record
                 })
@@ -568,12 +563,14 @@ impl Processor for Notify {
     }
 
     fn on_timer(&mut self, now: Millis) -> Result<Vec<Action>, ProcessError> {
-        Ok((0..self.windows.len())
-            .filter(|i| !self.windows[*i].held.is_empty())
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter_map(|i| self.roll(i, now))
-            .collect())
+        let mut digests = Vec::new();
+        for i in 0..self.windows.len() {
+            // A window that held nothing stays open until its next message.
+            if !self.windows[i].held.is_empty() {
+                digests.extend(self.roll(i, now));
+            }
+        }
+        Ok(digests)
     }
 }
 
