@@ -42,21 +42,30 @@ macro_rules! schemas {
     };
 }
 
-schemas!(
-    RawLogEnvelope,
-    Signal,
-    CiEvent,
-    CategorizedFailure,
-    CorrelationWindow,
-    RecoveryPlan,
-    Approval,
-    RecoveryState,
-    RecoveryOutcome,
-    AuditRecord,
-    DeadLetter,
-    NotificationRecord,
-    StrategyStats,
-);
+/// Calls macro `$m` with every record type medic puts on a topic, in the
+/// order of [`SCHEMA_SOURCES`]: the one list of them.
+macro_rules! record_types {
+    ($m:ident) => {
+        $m!(
+            RawLogEnvelope,
+            Signal,
+            CiEvent,
+            CategorizedFailure,
+            CorrelationWindow,
+            RecoveryPlan,
+            Approval,
+            RecoveryState,
+            RecoveryOutcome,
+            AuditRecord,
+            DeadLetter,
+            NotificationRecord,
+            StrategyStats,
+        );
+    };
+}
+pub(crate) use record_types;
+
+record_types!(schemas);
 
 /// Errors from encoding or decoding a value.
 #[derive(Debug, thiserror::Error)]

@@ -388,21 +388,7 @@ macro_rules! avro_cases {
     };
 }
 
-avro_cases!(
-    RawLogEnvelope,
-    Signal,
-    CiEvent,
-    CategorizedFailure,
-    CorrelationWindow,
-    RecoveryPlan,
-    Approval,
-    RecoveryState,
-    RecoveryOutcome,
-    AuditRecord,
-    DeadLetter,
-    NotificationRecord,
-    StrategyStats,
-);
+codec::record_types!(avro_cases);
 
 /// Fingerprints of every schema version medic reads, per record type.
 static FINGERPRINTS: LazyLock<Vec<Vec<[u8; 8]>>> = LazyLock::new(|| {
