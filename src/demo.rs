@@ -118,6 +118,42 @@ pub fn feed(topics: &Topics, now: i64) -> Result<Vec<FeedRecord>, String> {
     Ok(records)
 }
 
+/// Approves each approval gate once, as a ChatOps bot answering the
+/// `approval_needed` notification would (the demo, the end-to-end bench).
+#[derive(Debug, Default)]
+pub struct GateAnswerer {
+    /// `recovery_id@gate` of every gate answered.
+    answered: std::collections::BTreeSet<String>,
+}
+
+impl GateAnswerer {
+    /// The approval for `state` when it waits at a gate not answered yet;
+    /// a recovery may pass more than one gate.
+    pub fn answer(
+        &mut self,
+        state: &RecoveryState,
+        approver: &str,
+        reason: Option<&str>,
+        at: crate::domain::Millis,
+    ) -> Option<Approval> {
+        if state.status != RecoveryStatus::AwaitingApproval {
+            return None;
+        }
+        let gate = format!(
+            "{}@{}",
+            state.recovery_id,
+            state.cursor.as_deref().unwrap_or_default()
+        );
+        self.answered.insert(gate).then(|| Approval {
+            recovery_id: state.recovery_id.clone(),
+            decision: ApprovalDecision::Approved,
+            approver: approver.into(),
+            reason: reason.map(str::to_string),
+            decided_at: at,
+        })
+    }
+}
+
 /// What the demo saw.
 #[derive(Debug, Default)]
 pub struct DemoReport {
@@ -178,7 +214,7 @@ pub async fn drive(
         "deployment", "failure type", "severity", "strategy"
     )
     .ok();
-    let mut answered = std::collections::BTreeSet::new();
+    let mut gates = GateAnswerer::default();
     while report.outcomes.len() < expected.len() && Instant::now() < deadline {
         let polled = tokio::task::block_in_place(|| watcher.poll(Duration::from_millis(100)));
         let Some(Ok(msg)) = polled else { continue };
@@ -186,23 +222,9 @@ pub async fn drive(
             continue;
         };
         if msg.topic() == topics.state {
-            // Approve in answer to the recovery waiting for it, as a ChatOps bot
-            // answering the approval_needed notification would.
             let state: RecoveryState = codec::decode(payload).map_err(|e| e.to_string())?;
-            // One answer per gate: a recovery may pass more than one.
-            let gate = format!(
-                "{}@{}",
-                state.recovery_id,
-                state.cursor.as_deref().unwrap_or_default()
-            );
-            if state.status == RecoveryStatus::AwaitingApproval && answered.insert(gate) {
-                let approval = Approval {
-                    recovery_id: state.recovery_id.clone(),
-                    decision: ApprovalDecision::Approved,
-                    approver: APPROVER.into(),
-                    reason: Some("approved by the demo".into()),
-                    decided_at: wall_clock(),
-                };
+            let answer = gates.answer(&state, APPROVER, Some("approved by the demo"), wall_clock());
+            if let Some(approval) = answer {
                 let value = codec::encode(&approval).map_err(|e| e.to_string())?;
                 send(&topics.approvals, Some(&state.deployment_key), &value)?
                     .await

@@ -7,10 +7,8 @@
 use crate::ceiling::Deliveries;
 use crate::corpus::RawRecord;
 use medic::codec;
-use medic::domain::{
-    Approval, ApprovalDecision, CategorizedFailure, RecoveryOutcome, RecoveryState, RecoveryStatus,
-    StepStatus,
-};
+use medic::demo::GateAnswerer;
+use medic::domain::{CategorizedFailure, RecoveryOutcome, RecoveryState, StepStatus};
 use medic::kafka::ClientSettings;
 use medic::topics::Topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -88,7 +86,7 @@ pub fn spawn_reader(
     Ok(std::thread::Builder::new()
         .name("bench-reader".into())
         .spawn(move || {
-            let mut answered = BTreeSet::new();
+            let mut gates = GateAnswerer::default();
             while !stop.load(Ordering::Relaxed) {
                 approver.poll(Duration::ZERO);
                 let Some(polled) = consumer.poll(Duration::from_millis(50)) else {
@@ -128,19 +126,7 @@ pub fn spawn_reader(
                     }) {
                         s.waited.insert(state.recovery_id.clone());
                     }
-                    let gate = format!(
-                        "{}@{}",
-                        state.recovery_id,
-                        state.cursor.as_deref().unwrap_or_default()
-                    );
-                    if state.status == RecoveryStatus::AwaitingApproval && answered.insert(gate) {
-                        let approval = Approval {
-                            recovery_id: state.recovery_id.clone(),
-                            decision: ApprovalDecision::Approved,
-                            approver: "bench".into(),
-                            reason: None,
-                            decided_at: read / 1000,
-                        };
+                    if let Some(approval) = gates.answer(&state, "bench", None, read / 1000) {
                         let value = codec::encode(&approval).map_err(|e| e.to_string())?;
                         let record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&topics.approvals)
                             .key(state.deployment_key.as_str())
