@@ -42,6 +42,7 @@ use broker::{Broker, Kind};
 use clap::Parser;
 use medic::app::{self, Rules};
 use medic::config::{Config, DeliveryMode};
+use medic::kafka::runner::{RunStats, RunnerError};
 use medic::kafka::{ClientSettings, Shutdown};
 use medic::stages::StageName;
 use medic::topics::Topics;
@@ -169,7 +170,47 @@ struct Ctx {
     seq: AtomicU32,
 }
 
+/// Stages started by [`Ctx::start`].
+struct Running {
+    shutdown: Shutdown,
+    handles: Vec<(
+        StageName,
+        std::thread::JoinHandle<Result<RunStats, RunnerError>>,
+    )>,
+}
+
+impl Running {
+    /// Stops the stages and waits for them; the first error wins.
+    fn stop(self) -> Result<(), String> {
+        self.shutdown.trigger();
+        for (stage, handle) in self.handles {
+            match handle.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("{stage}: {e}")),
+                Err(_) => return Err(format!("{stage}: thread panicked")),
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Ctx {
+    /// Starts `stages` with `config`, as `medic run` would.
+    fn start(&self, stages: &[StageName], config: &Config) -> Result<Running, String> {
+        let executor = Arc::new(app::executors(config)?);
+        let shutdown = Shutdown::new();
+        let handles = app::spawn_stages(
+            stages,
+            config,
+            &self.rules,
+            &self.settings,
+            executor,
+            self.rt.handle().clone(),
+            &shutdown,
+        );
+        Ok(Running { shutdown, handles })
+    }
+
     fn broker(&self) -> &Broker {
         self.broker.as_ref().expect("a broker runs between phases")
     }
@@ -375,18 +416,8 @@ fn run_medic(ctx: &mut Ctx, set: &str, stages: &[StageName]) -> Result<MedicRun,
             )
         })
         .collect();
-    let executor = Arc::new(app::executors(&config)?);
-    let shutdown = Shutdown::new();
     eprintln!("  running {set}");
-    let handles = app::spawn_stages(
-        stages,
-        &config,
-        &ctx.rules,
-        &ctx.settings,
-        executor,
-        ctx.rt.handle().clone(),
-        &shutdown,
-    );
+    let running = ctx.start(stages, &config)?;
     let n = ctx.records();
     let raw = topics.logs_raw.clone();
     let mut last_report = Instant::now();
@@ -475,14 +506,7 @@ fn run_medic(ctx: &mut Ctx, set: &str, stages: &[StageName]) -> Result<MedicRun,
             Some((s.as_str().to_string(), count, qs, max))
         })
         .collect();
-    shutdown.trigger();
-    for (stage, handle) in handles {
-        match handle.join() {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("{stage}: {e}")),
-            Err(_) => return Err(format!("{stage}: thread panicked")),
-        }
-    }
+    running.stop()?;
     Ok(MedicRun {
         row: Row {
             name: format!("medic `{set}` ({})", names(stages)),
@@ -691,17 +715,7 @@ fn open_loop_run(
     let ctx = &*ctx;
     let config = ctx.config(&topics.prefix);
     ctx.probe.reset();
-    let executor = Arc::new(app::executors(&config)?);
-    let shutdown = Shutdown::new();
-    let handles = app::spawn_stages(
-        stages,
-        &config,
-        &ctx.rules,
-        &ctx.settings,
-        executor,
-        ctx.rt.handle().clone(),
-        &shutdown,
-    );
+    let running = ctx.start(stages, &config)?;
     let seen = Arc::new(Mutex::new(open_loop::Seen::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let reader =
@@ -752,14 +766,7 @@ fn open_loop_run(
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().map_err(|_| "reader panicked")??;
-    shutdown.trigger();
-    for (stage, handle) in handles {
-        match handle.join() {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("{stage}: {e}")),
-            Err(_) => return Err(format!("{stage}: thread panicked")),
-        }
-    }
+    running.stop()?;
     let s = seen.lock().unwrap();
     Ok(OpenRow {
         set: set.to_string(),
