@@ -311,8 +311,9 @@ mod tests {
         assert_eq!(spans, [(i64::MIN, 1_700_000_000_000), (i64::MIN, i64::MAX)]);
     }
 
-    #[test]
-    fn windows_survive_a_restart_through_the_changelog() {
+    /// A fresh stage restored from the changelog of one that saw one
+    /// deadlock signal for `db/prod` at 5 ms.
+    fn restored_after_one_signal() -> Categorize {
         let mut before = stage();
         before
             .handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5)
@@ -322,7 +323,6 @@ mod tests {
             panic!("{changelog:?}")
         };
         assert_eq!(record.topic, "medic.categorize.windows");
-
         let mut after = stage();
         after
             .restore(
@@ -331,6 +331,12 @@ mod tests {
                 record.value.as_deref(),
             )
             .expect("restores");
+        after
+    }
+
+    #[test]
+    fn windows_survive_a_restart_through_the_changelog() {
+        let mut after = restored_after_one_signal();
         assert!(
             failures(&after.on_timer(5 + 30_000).expect("ok")).is_empty(),
             "quiet counts from the restore, not from the last signal"
@@ -342,25 +348,10 @@ mod tests {
 
     #[test]
     fn a_window_restored_after_a_long_move_absorbs_the_signals_that_waited() {
-        let mut before = stage();
-        before
-            .handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5)
-            .expect("ok");
-        let changelog = before.end_batch(5).expect("ok");
-        let [Action::Emit(record)] = changelog.as_slice() else {
-            panic!("{changelog:?}")
-        };
         // The partition had no owner for longer than the quiet time (a crashed
         // member's session timing out); a signal waited in it meanwhile.
         let moved = 5 + 45_000;
-        let mut after = stage();
-        after
-            .restore(
-                &record.topic,
-                record.key.as_bytes(),
-                record.value.as_deref(),
-            )
-            .expect("restores");
+        let mut after = restored_after_one_signal();
         assert!(failures(&after.on_timer(moved).expect("ok")).is_empty());
         after
             .handle(
@@ -375,22 +366,7 @@ mod tests {
 
     #[test]
     fn a_restored_window_past_its_maximum_still_closes_at_once() {
-        let mut before = stage();
-        before
-            .handle(&signal("db/prod", "ERROR: deadlock detected", 5), 5)
-            .expect("ok");
-        let changelog = before.end_batch(5).expect("ok");
-        let [Action::Emit(record)] = changelog.as_slice() else {
-            panic!("{changelog:?}")
-        };
-        let mut after = stage();
-        after
-            .restore(
-                &record.topic,
-                record.key.as_bytes(),
-                record.value.as_deref(),
-            )
-            .expect("restores");
+        let mut after = restored_after_one_signal();
         assert_eq!(failures(&after.on_timer(5 + 300_000).expect("ok")).len(), 1);
     }
 
