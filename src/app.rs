@@ -104,13 +104,12 @@ pub fn processor(
     }
 }
 
-/// The notification channels of `notify` (`webhook_url` is the channel `webhook`).
+/// The notification channels of `notify`, as the notify stage routes them.
 pub fn notification_channels(notify: &NotifyConfig) -> Vec<Channel> {
     notify
-        .webhook_url
+        .all_channels()
         .iter()
-        .map(|_| Channel::webhook())
-        .chain(notify.channels.iter().map(Channel::from_config))
+        .map(Channel::from_config)
         .collect()
 }
 

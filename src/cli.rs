@@ -585,16 +585,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => {
             let rules = app::rules(&config)?;
             app::executors(&config).map_err(|e| anyhow!(e))?;
+            let channels: Vec<String> = config
+                .notify
+                .all_channels()
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
             println!(
-                "ok: brokers={} delivery.mode={} topic_prefix={} dry_run={} webhook={} rule_pack={} policy={}",
+                "ok: brokers={} delivery.mode={} topic_prefix={} dry_run={} channels={} rule_pack={} policy={}",
                 config.kafka.brokers.as_deref().unwrap_or("(embedded)"),
                 config.delivery.mode,
                 config.kafka.topic_prefix,
                 config.orchestrate.dry_run,
-                if config.notify.webhook_url.is_some() {
-                    "configured"
+                if channels.is_empty() {
+                    "none".to_string()
                 } else {
-                    "none"
+                    channels.join(",")
                 },
                 rules.pack.version(),
                 rules.policy.version(),

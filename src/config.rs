@@ -1172,13 +1172,11 @@ impl Config {
             }
         }
         let mut names = std::collections::BTreeSet::new();
-        for c in &self.notify.channels {
+        for c in &self.notify.all_channels() {
             if let Err((field, message)) = c.validate() {
                 return fail(&format!("notify.channels.{}.{field}", c.name), message);
             }
-            if !names.insert(c.name.as_str())
-                || (c.name == "webhook" && self.notify.webhook_url.is_some())
-            {
+            if !names.insert(c.name.clone()) {
                 return fail(
                     &format!("notify.channels.{}", c.name),
                     "two channels have this name (notify.webhook_url is the channel 'webhook')"
@@ -1187,6 +1185,30 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl NotifyConfig {
+    /// Every channel notifications go to: `webhook_url` as the unsigned
+    /// channel `webhook` that hears everything, then `channels`.
+    pub fn all_channels(&self) -> Vec<ChannelConfig> {
+        let legacy = self.webhook_url.as_ref().map(|url| ChannelConfig {
+            name: "webhook".into(),
+            kind: ChannelKind::Webhook,
+            environments: Vec::new(),
+            platforms: Vec::new(),
+            min_severity: None,
+            events: default_events(),
+            url: Some(url.clone()),
+            secret: None,
+            smtp: None,
+            from: None,
+            to: Vec::new(),
+            rate_limit: RateLimit::default(),
+            timeout_ms: self.webhook_timeout_ms,
+            attempts: self.webhook_attempts,
+        });
+        legacy.into_iter().chain(self.channels.clone()).collect()
     }
 }
 

@@ -73,23 +73,12 @@ impl Channels {
         self
     }
 
-    /// The sinks of `notify.channels` (and of `notify.webhook_url`, as the
-    /// channel `webhook`); errors name the channel's field.
+    /// The sinks of every channel ([`NotifyConfig::all_channels`]); errors
+    /// name the channel's field.
     pub fn from_config(config: &NotifyConfig) -> Result<Channels, String> {
         let backoff = Duration::from_millis(500);
         let mut channels = Channels::none();
-        if let Some(url) = &config.webhook_url {
-            let sink =
-                WebhookSink::new(url, None).map_err(|e| format!("notify.webhook_url: {e}"))?;
-            channels = channels.with(
-                "webhook",
-                Arc::new(sink),
-                config.webhook_attempts,
-                Duration::from_millis(config.webhook_timeout_ms),
-                backoff,
-            );
-        }
-        for c in &config.channels {
+        for c in &config.all_channels() {
             let field = |e: String| format!("notify.channels.{}: {e}", c.name);
             let url = || {
                 c.url

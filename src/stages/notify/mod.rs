@@ -70,22 +70,6 @@ impl Channel {
         }
     }
 
-    /// The channel `notify.webhook_url` stands for: every notification.
-    pub fn webhook() -> Channel {
-        Channel {
-            name: "webhook".into(),
-            kind: ChannelKind::Webhook,
-            environments: Vec::new(),
-            platforms: Vec::new(),
-            min_severity: None,
-            events: vec![
-                NotificationTrigger::ApprovalNeeded,
-                NotificationTrigger::Outcome,
-            ],
-            rate_limit: RateLimit::default(),
-        }
-    }
-
     fn wants(&self, trigger: NotificationTrigger, about: &About, ci: Option<&CiRef>) -> bool {
         let platform = ci.and_then(|c| c.platform.parse::<CiPlatform>().ok());
         self.events.contains(&trigger)
@@ -635,7 +619,14 @@ mod tests {
         Channel {
             name: name.into(),
             kind: ChannelKind::Slack,
-            ..Channel::webhook()
+            environments: vec![],
+            platforms: vec![],
+            min_severity: None,
+            events: vec![
+                NotificationTrigger::ApprovalNeeded,
+                NotificationTrigger::Outcome,
+            ],
+            rate_limit: RateLimit::default(),
         }
     }
 
