@@ -441,8 +441,9 @@ impl Pipeline {
         consumer: &BaseConsumer<StageContext>,
         wait: bool,
     ) -> Result<(), RunnerError> {
-        let mut wait = wait && self.effects_running > 0;
-        loop {
+        let mut wait = wait;
+        // Called after every record: most stages have nothing running.
+        while self.effects_running > 0 {
             let done = if wait {
                 wait = false;
                 self.effects_rx.recv().map_err(|_| {
@@ -454,7 +455,7 @@ impl Pipeline {
                     Err(_) => return Ok(()),
                 }
             };
-            self.effects_running = self.effects_running.saturating_sub(1);
+            self.effects_running -= 1;
             let result = done.map_err(|panic| {
                 RunnerError::Restart(format!("{}: executor panicked: {panic}", self.stage))
             })?;
@@ -464,6 +465,7 @@ impl Pipeline {
                 .map_err(|e| self.fatal(e))?;
             self.run_actions(consumer, more)?;
         }
+        Ok(())
     }
 
     /// Waits for every running effect and hands its result to the stage;
