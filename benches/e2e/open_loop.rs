@@ -9,6 +9,7 @@ use crate::corpus::RawRecord;
 use medic::codec;
 use medic::domain::{
     Approval, ApprovalDecision, CategorizedFailure, RecoveryOutcome, RecoveryState, RecoveryStatus,
+    StepStatus,
 };
 use medic::kafka::ClientSettings;
 use medic::topics::Topics;
@@ -118,6 +119,15 @@ pub fn spawn_reader(
                         .push((o.failure_id, read, waited, o.approver.is_some()));
                 } else {
                     let state: RecoveryState = codec::decode(payload).map_err(|e| e.to_string())?;
+                    if state.steps.iter().any(|step| {
+                        step.action == "wait"
+                            && matches!(
+                                step.status,
+                                StepStatus::Started | StepStatus::Succeeded | StepStatus::Failed
+                            )
+                    }) {
+                        s.waited.insert(state.recovery_id.clone());
+                    }
                     let gate = format!(
                         "{}@{}",
                         state.recovery_id,
