@@ -123,8 +123,9 @@ struct Args {
     /// topic, signals and the window changelog (co-partitioned), and the
     /// pass-through's; every other topic as `topics/` declares it (6).
     /// librdkafka's mock cluster keeps at most 5 MiB per partition and
-    /// silently drops older records, so the default (0) is one partition per
-    /// 3 MiB of the corpus (at least 6), on every broker alike.
+    /// silently drops older records, so the default (0) is, on the embedded
+    /// cluster, one partition per 3 MiB of the corpus (at least 6), and 6
+    /// elsewhere.
     #[arg(long, default_value_t = 0)]
     partitions: i32,
     /// delivery.batch_max_records of every stage (medic's default: 500); the
@@ -139,6 +140,9 @@ struct Args {
     /// `KEY=VALUE` (kafka.consumer_properties); repeatable.
     #[arg(long = "consumer-property")]
     consumer_properties: Vec<String>,
+    /// A phase in which nothing moves for this many seconds is given up.
+    #[arg(long, default_value_t = 60)]
+    stall_secs: u64,
     /// Corpus seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -340,10 +344,12 @@ fn watch(ctx: &Ctx, mut progress: impl FnMut() -> (u64, bool), timeout: Duration
         if done {
             break;
         }
-        if t0.elapsed() > timeout || moved.elapsed() > Duration::from_secs(30) {
+        let stalled = moved.elapsed() > Duration::from_secs(ctx.args.stall_secs);
+        if t0.elapsed() > timeout || stalled {
             eprintln!(
-                "  no progress for 30 s (or over the time limit) at {through} records; on the \
-                 embedded cluster a partition over 5 MiB loses its oldest records (--partitions)"
+                "  no progress for {} s (or over the time limit) at {through} records; on the \
+                 embedded cluster a partition over 5 MiB loses its oldest records (--partitions)",
+                ctx.args.stall_secs
             );
             timed_out = true;
             break;
@@ -377,7 +383,11 @@ struct Row {
 }
 
 impl Row {
+    /// Records/s; `NaN` when the phase did not finish.
     fn rate(&self) -> f64 {
+        if self.m.timed_out {
+            return f64::NAN;
+        }
         self.records as f64 / self.m.secs.max(1e-9)
     }
 }
@@ -881,9 +891,10 @@ fn run(mut args: Args) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() % 100_000)
         .unwrap_or(0);
-    let partitions = match args.partitions {
-        p if p > 0 => p,
-        _ => ((bytes as f64 / (3.0 * 1024.0 * 1024.0)).ceil() as i32).max(6),
+    let partitions = match (args.partitions, kind) {
+        (p, _) if p > 0 => p,
+        (_, Kind::Embedded) => ((bytes as f64 / (3.0 * 1024.0 * 1024.0)).ceil() as i32).max(6),
+        _ => 6,
     };
     let mut ctx = Ctx {
         partitions,
@@ -1049,6 +1060,10 @@ fn run(mut args: Args) -> Result<(), String> {
     if !ctx.args.skip_open_loop {
         let mut open = Vec::new();
         for ((set, stages), run) in sets.iter().zip(&runs) {
+            if run.row.m.timed_out {
+                eprintln!("  no open loop for {set}: its closed-loop run did not finish");
+                continue;
+            }
             for level in ctx.args.levels.clone() {
                 open.push(open_loop_run(&mut ctx, set, stages, level, run.row.rate())?);
             }
