@@ -128,7 +128,7 @@ struct Args {
     /// elsewhere.
     #[arg(long, default_value_t = 0)]
     partitions: i32,
-    /// delivery.batch_max_records of every stage (medic's default: 500); the
+    /// delivery.batch_max_records of every stage (medic's default: 5,000); the
     /// pass-through batches the same.
     #[arg(long)]
     batch_max_records: Option<usize>,

@@ -133,7 +133,10 @@ impl fmt::Display for DeliveryMode {
 pub struct DeliveryConfig {
     /// `exactly-once` or `at-least-once`.
     pub mode: DeliveryMode,
-    /// Most records handled between two commits.
+    /// Most records handled between two commits (default 5,000: at 500 the
+    /// per-commit wait held categorize to 38 K records/s on the embedded
+    /// cluster, at 5,000 it reaches 98 K; a batch also ends after
+    /// `batch_linger_ms`, so low rates see no extra delay).
     pub batch_max_records: usize,
     /// Longest wait for a batch to fill, in milliseconds.
     pub batch_linger_ms: u64,
@@ -158,7 +161,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             mode: DeliveryMode::ExactlyOnce,
-            batch_max_records: 500,
+            batch_max_records: 5000,
             batch_linger_ms: 20,
             dedup_capacity: 100_000,
             max_deadletters_per_minute: 1_000,

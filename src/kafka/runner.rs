@@ -629,6 +629,24 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Waits, without the client's 100 ms polling steps, until librdkafka's
+    /// queue is empty: a delivery future resolves a moment before its record
+    /// leaves the queue.
+    fn settle_producer(&self) -> Result<(), String> {
+        let deadline = Instant::now() + TXN_TIMEOUT;
+        loop {
+            match self.producer.flush(Duration::ZERO) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(e) => return Err(format!("flushing before commit: {e}")),
+            }
+        }
+    }
+
     /// Flushes changelog updates, then makes every output and processed offset durable.
     fn commit(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
         if self.poisoned {
@@ -666,6 +684,13 @@ impl Pipeline {
                     self.txn_open = true;
                 }
                 let result = (|| {
+                    // Commit only once every record of the transaction is
+                    // acknowledged: rdkafka's `commit_transaction` flushes
+                    // first, and with any record still in flight that flush
+                    // polls for a fixed 100 ms, which capped a stage at about
+                    // ten transactions a second.
+                    self.await_deliveries().map_err(|e| e.to_string())?;
+                    self.settle_producer()?;
                     if tpl.count() > 0 {
                         let group = consumer
                             .group_metadata()
