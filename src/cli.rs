@@ -91,7 +91,7 @@ enum Command {
     },
     /// Approve (or reject) a recovery waiting for a human decision.
     Approve {
-        /// The recovery id, e.g. checkout/production#1764400000500.
+        /// The recovery id, e.g. checkout/production#1764400000500.684c6ca6.
         recovery_id: String,
         /// Who decides; written to the audit trail.
         #[arg(long = "by", visible_alias = "approver", env = "USER")]

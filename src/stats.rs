@@ -14,7 +14,7 @@
 //!   CI run had reported as failed — medic acted on the logs before the
 //!   pipeline or a person declared the deployment broken.
 
-use crate::domain::{Millis, Outcome, RecoveryOutcome};
+use crate::domain::{recovery_first_seen, Outcome, RecoveryOutcome};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,11 +64,6 @@ pub struct Stats {
     pub failures_prevented: u64,
 }
 
-/// When the failure behind `recovery_id` (`service/environment#millis`) began.
-fn first_seen(recovery_id: &str) -> Option<Millis> {
-    recovery_id.rsplit_once('#')?.1.parse().ok()
-}
-
 impl Stats {
     /// Statistics over `outcomes`; a repeated recovery id counts once (the last wins).
     pub fn from_outcomes<'a>(outcomes: impl IntoIterator<Item = &'a RecoveryOutcome>) -> Stats {
@@ -102,7 +97,7 @@ impl Stats {
                     {
                         quiet += 1;
                     }
-                    if let Some(start) = first_seen(&o.recovery_id) {
+                    if let Some(start) = recovery_first_seen(&o.recovery_id) {
                         ttr.push((o.finished_at - start).max(0) as f64 / 1000.0);
                     }
                     let ci_failed = o.ci.as_ref().is_some_and(|ci| {
@@ -200,7 +195,7 @@ impl fmt::Display for Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CiRef, FailureType, Severity};
+    use crate::domain::{CiRef, FailureType, Millis, Severity};
 
     fn outcome(id: &str, strategy: &str, result: Outcome, finished: Millis) -> RecoveryOutcome {
         RecoveryOutcome {

@@ -529,7 +529,7 @@ fn approvals_over_http_need_a_token_and_name_who_decided() {
         }],
     };
     let b = start(&c, config, &c.settings);
-    let id = "checkout%2Fproduction%231764400000500";
+    let id = "checkout%2Fproduction%231764400000500.684c6ca6";
     let bearer = |t: &str| vec![("Authorization", format!("Bearer {t}"))];
     let body = |s: &str| s.as_bytes().to_vec();
 
@@ -591,7 +591,7 @@ fn approvals_over_http_need_a_token_and_name_who_decided() {
         "only the authorised, valid request produced"
     );
     let a = &approvals[0];
-    assert_eq!(a.recovery_id, "checkout/production#1764400000500");
+    assert_eq!(a.recovery_id, "checkout/production#1764400000500.684c6ca6");
     assert_eq!(a.decision, ApprovalDecision::Rejected);
     assert_eq!(a.approver, "alice (via chatops-bot)");
     assert_eq!(a.reason.as_deref(), Some("change freeze"));

@@ -363,7 +363,10 @@ fn shadow_mode_writes_outcomes_of_its_own_and_calls_no_executor() {
     let shadow: Vec<RecoveryOutcome> = c.read(&c.topics.shadow_outcomes, 1, LONG);
     drop(running);
     assert_eq!(shadow.len(), 1, "{shadow:?}");
-    assert_eq!(shadow[0].recovery_id, "checkout/production#1764400000500");
+    assert_eq!(
+        shadow[0].recovery_id,
+        "checkout/production#1764400000500.684c6ca6"
+    );
     assert_eq!(shadow[0].outcome, Outcome::Succeeded);
     assert!(shadow[0].dry_run);
     assert!(forbidden.calls.lock().expect("calls").is_empty());

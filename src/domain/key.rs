@@ -47,6 +47,14 @@ impl DeploymentKey {
     }
 }
 
+/// When the failure behind a recovery id (`service/env#first_seen.tag`, or
+/// `service/env#first_seen` from before 0.2) began, in milliseconds.
+pub fn recovery_first_seen(recovery_id: &str) -> Option<super::Millis> {
+    let (_, rest) = recovery_id.rsplit_once('#')?;
+    let millis = rest.split_once('.').map_or(rest, |(millis, _)| millis);
+    millis.parse().ok()
+}
+
 impl fmt::Display for DeploymentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.service, self.environment)
@@ -122,6 +130,20 @@ mod tests {
             DeploymentKey::of_recovery_id("checkout/production#1700000000000"),
             Some(key)
         );
+    }
+
+    #[test]
+    fn a_recovery_id_gives_its_failures_start_with_or_without_a_tag() {
+        assert_eq!(
+            recovery_first_seen("checkout/production#1700000000000.3fa2b19c"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            recovery_first_seen("checkout/production#1700000000000"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(recovery_first_seen("checkout/production"), None);
+        assert_eq!(recovery_first_seen("checkout/production#soon"), None);
     }
 
     #[test]

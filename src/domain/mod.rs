@@ -13,7 +13,7 @@ pub use enums::{
     FailureType, NotificationTrigger, Outcome, PatternSection, Phase, RecoveryStatus, Severity,
     Shipper, SignalKind, StepStatus,
 };
-pub use key::{normalize_environment, DeploymentKey};
+pub use key::{normalize_environment, recovery_first_seen, DeploymentKey};
 pub use records::{
     shared_params, Approval, AuditRecord, Candidate, CategorizedFailure, CiEvent, CiRef,
     CorrelationWindow, DeadLetter, DecisionStep, Evidence, NotificationRecord, PatternHit,

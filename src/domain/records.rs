@@ -229,6 +229,10 @@ pub struct CorrelationWindow {
     pub pattern_hits: Vec<PatternHit>,
     #[serde(default)]
     pub ci: Option<CiRef>,
+    /// Id of the signal that opened the window (empty in windows written
+    /// before 0.2); part of the failure id.
+    #[serde(default)]
+    pub opened_by: String,
 }
 
 /// One decision taken while choosing and walking a strategy.

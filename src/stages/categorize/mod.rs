@@ -263,7 +263,8 @@ mod tests {
         assert_eq!(f.failure_type, FailureType::Resource);
         assert_eq!(f.signal_count, 10_000);
         assert_eq!(f.severity, Severity::High);
-        assert_eq!(f.id, "checkout/production@0");
+        // The tag is the start of the SHA-256 of the opening signal's id, `t/0/0`.
+        assert_eq!(f.id, "checkout/production@0.299ef6c0");
         assert!(c.windows().is_empty());
     }
 
@@ -436,6 +437,40 @@ mod tests {
         }
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].signal_count, 30, "the first 300 s of event time");
+    }
+
+    #[test]
+    fn failures_with_the_same_first_timestamp_get_distinct_ids_that_replays_repeat() {
+        // Second-resolution log times: three failures of one deployment, one
+        // after another, whose first lines all carry the same timestamp.
+        let run = || {
+            let mut c = stage();
+            let mut ids = Vec::new();
+            for (i, now) in [(1, 0), (2, 60_000), (3, 120_000)] {
+                let line = Signal::plain_text(
+                    &DeploymentKey::parse("checkout/prod").expect("key"),
+                    "medic.logs.raw",
+                    i,
+                    "Last State: Terminated Reason: OOMKilled",
+                    1_000,
+                );
+                c.handle(&line, now).expect("ok");
+                ids.extend(
+                    failures(&c.on_timer(now + 30_000).expect("ok"))
+                        .into_iter()
+                        .map(|f| f.id),
+                );
+            }
+            ids
+        };
+        let ids = run();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert!(ids
+            .iter()
+            .all(|id| id.starts_with("checkout/production@1000.")));
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), 3, "{ids:?}");
+        assert_eq!(run(), ids, "the same input gives the same ids");
     }
 
     #[test]

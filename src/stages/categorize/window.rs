@@ -14,6 +14,7 @@
 use super::rules::{Hit, RuleKind, RulePack};
 use crate::config::CategorizeConfig;
 use crate::domain::*;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// What [`absorb`] did with a signal.
@@ -74,11 +75,27 @@ pub fn absorb(
                 auto_recoverable: false,
                 pattern_hits: Vec::new(),
                 ci: None,
+                opened_by: signal.id.clone(),
             };
             fold(&mut w, signal, hits, typed, matters, pack, config, now);
             Absorbed::Opened(Box::new(w))
         }
     }
+}
+
+/// `deployment@first_seen.tag`: the tag, the first 8 hex digits of the SHA-256
+/// of the opening signal's id, keeps apart two windows of one deployment whose
+/// first lines share a timestamp (second-resolution log times, a window cut at
+/// `window_max_ms`, a shipper's backlog arriving late). The same input gives
+/// the same id, so replays stay idempotent.
+fn failure_id(window: &CorrelationWindow) -> String {
+    if window.opened_by.is_empty() {
+        // A window restored from a changelog written before `opened_by`.
+        return format!("{}@{}", window.deployment_key, window.first_seen);
+    }
+    let digest = Sha256::digest(window.opened_by.as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}@{}.{tag}", window.deployment_key, window.first_seen)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -248,7 +265,7 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
         _ => format!("{failure_type}: CI run failed with no recognised error text"),
     };
     CategorizedFailure {
-        id: format!("{}@{}", window.deployment_key, window.first_seen),
+        id: failure_id(window),
         deployment_key: window.deployment_key.clone(),
         service: window.service.clone(),
         environment: window.environment.clone(),

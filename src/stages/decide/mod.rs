@@ -425,9 +425,18 @@ fn notify_only_steps(failure: &CategorizedFailure, why: &str, outcome: &str) -> 
     ]
 }
 
-/// `service/env#first_seen`: one recovery per failure, stable across replays.
+/// The failure id with `#` for `@` (`service/env#first_seen.tag`): one
+/// recovery per failure, stable across replays, beginning with the
+/// deployment key.
 pub fn recovery_id(failure: &CategorizedFailure) -> String {
-    format!("{}#{}", failure.deployment_key, failure.first_seen)
+    let rest = failure
+        .id
+        .strip_prefix(failure.deployment_key.as_str())
+        .and_then(|r| r.strip_prefix('@'));
+    match rest {
+        Some(rest) => format!("{}#{rest}", failure.deployment_key),
+        None => format!("{}#{}", failure.deployment_key, failure.first_seen),
+    }
 }
 
 impl Processor for Decide {
@@ -567,6 +576,15 @@ mod tests {
             .iter()
             .map(|s| s.action.as_str())
             .collect()
+    }
+
+    #[test]
+    fn the_recovery_id_is_the_failure_id_with_a_hash() {
+        let mut f = failure(FailureType::Network, Severity::Low, "staging", true);
+        f.id = format!("{}@7.0a1b2c3d", f.deployment_key);
+        assert_eq!(recovery_id(&f), "svc/staging#7.0a1b2c3d");
+        f.id = "not-the-usual-shape".into();
+        assert_eq!(recovery_id(&f), "svc/staging#7", "falls back to first_seen");
     }
 
     #[test]

@@ -1110,10 +1110,7 @@ impl Orchestrate {
     }
 
     fn emit_outcome(&self, outcome: &RecoveryOutcome) -> Result<Action, ProcessError> {
-        let first_seen = outcome
-            .recovery_id
-            .rsplit_once('#')
-            .and_then(|(_, t)| t.parse::<Millis>().ok());
+        let first_seen = crate::domain::recovery_first_seen(&outcome.recovery_id);
         let time_to_recover_ms = first_seen
             .filter(|_| outcome.outcome == Outcome::Succeeded)
             .map(|start| (outcome.finished_at - start).max(0));
