@@ -498,8 +498,9 @@ fn run_medic(ctx: &mut Ctx, set: &str, stages: &[StageName]) -> Result<MedicRun,
             (what, then, n)
         })
         .collect();
-    // Failure ids are `deployment@first_seen`; decide drops a repeated id as
-    // a redelivered duplicate.
+    // decide drops a repeated failure id as a redelivered duplicate, so two
+    // failures sharing one id lose the second (ids before 0.2 were
+    // `deployment@first_seen` and did collide).
     let failures = ceiling::read_all(&ctx.settings, &topics.failures)?;
     let mut ids = std::collections::HashSet::new();
     let repeated_ids = failures
@@ -1033,8 +1034,8 @@ fn run(mut args: Args) -> Result<(), String> {
         }
         println!();
         println!(
-            "Failures carrying the id (`deployment@first_seen`) of an earlier failure, which \
-             decide drops as redelivered duplicates: {}",
+            "Failures carrying the id of an earlier failure, which decide drops as redelivered \
+             duplicates: {}",
             run.repeated_ids
         );
         println!();
