@@ -150,3 +150,49 @@ fn the_default_pack_meets_its_quality_floors_on_real_failure_text() {
         "transient agreement {transient:.3}\n{report}"
     );
 }
+
+#[test]
+fn lines_from_healthy_runs_get_no_failure_type() {
+    let pack = RulePack::default_pack();
+    let flagged: Vec<(String, FailureType, Vec<String>)> =
+        include_str!("data/categorization/healthy.txt")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .filter_map(|line| {
+                let result = categorize(
+                    &pack,
+                    &OfflineInput {
+                        message: line.to_string(),
+                        ..Default::default()
+                    },
+                );
+                let rules = result.evidence.iter().map(|e| e.rule_id.clone()).collect();
+                result.failure_type.map(|t| (line.to_string(), t, rules))
+            })
+            .collect();
+    assert!(
+        flagged.is_empty(),
+        "healthy lines given a type: {flagged:#?}"
+    );
+    // The same tools, failing, are still application failures.
+    for line in [
+        "github_actions CodeQL job linters failed; failed steps: Run yarn run format-check",
+        "error Command failed with exit code 1. (yarn run lint)",
+        "eslint found 3 problems in src/cart.ts",
+        "Diff in /src/main.rs at line 12: rustfmt check failed",
+        "[error] prettier --check: Code style issues found in 2 files",
+    ] {
+        let result = categorize(
+            &pack,
+            &OfflineInput {
+                message: line.to_string(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            result.failure_type,
+            Some(FailureType::Application),
+            "{line}"
+        );
+    }
+}
