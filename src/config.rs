@@ -171,6 +171,15 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// The largest `ingest.max_line_bytes` accepted whatever `message.max.bytes`
+/// says: brokers rarely allow records of more than a few MB.
+pub const MAX_LINE_BYTES_CEILING: usize = 4 * 1024 * 1024;
+
+/// Room kept in a record for a signal's fields besides the line (keys,
+/// envelope, attributes) when checking `ingest.max_line_bytes` against the
+/// producer's `message.max.bytes`.
+pub const SIGNAL_HEADROOM_BYTES: usize = 64 * 1024;
+
 /// Where ingest finds service, environment and message in JSON records that
 /// are not in one of the known shipper shapes.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -184,6 +193,12 @@ pub struct IngestConfig {
     pub message_fields: Vec<String>,
     /// Environment when nothing names one.
     pub default_environment: String,
+    /// Longest raw record read as a log line, in bytes (default 512 KiB);
+    /// longer ones are dead-lettered. Its signal carries the whole text, so
+    /// keep it well under the broker's record limit (`message.max.bytes`,
+    /// 1 MB by default); at most the producer's `message.max.bytes` less
+    /// 64 KiB, and 4 MiB.
+    pub max_line_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -193,6 +208,7 @@ impl Default for IngestConfig {
             environment_fields: Vec::new(),
             message_fields: Vec::new(),
             default_environment: "unknown".into(),
+            max_line_bytes: crate::stages::ingest::shippers::DEFAULT_MAX_LINE_BYTES,
         }
     }
 }
@@ -1127,6 +1143,27 @@ impl Config {
                 );
             }
         }
+        let record_limit = self
+            .kafka
+            .producer_properties
+            .get("message.max.bytes")
+            .or_else(|| self.kafka.properties.get("message.max.bytes"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1_000_000);
+        let line_ceiling = record_limit
+            .saturating_sub(SIGNAL_HEADROOM_BYTES)
+            .min(MAX_LINE_BYTES_CEILING);
+        if !(1..=line_ceiling).contains(&self.ingest.max_line_bytes) {
+            return fail(
+                "ingest.max_line_bytes",
+                format!(
+                    "{} is outside 1..={line_ceiling}: a signal carries the whole line and must \
+                     fit in one record of the producer's message.max.bytes ({record_limit}) with \
+                     {SIGNAL_HEADROOM_BYTES} bytes to spare; raise that first (kafka.producer_properties)",
+                    self.ingest.max_line_bytes
+                ),
+            );
+        }
         let c = &self.categorize;
         if c.window_quiet_ms <= 0 {
             return fail("categorize.window_quiet_ms", "must be positive".into());
@@ -1439,6 +1476,22 @@ mod tests {
             err,
             "m.yaml:3: categorize.window_max_ms: 1000 is shorter than window_quiet_ms (60000)"
         );
+    }
+
+    #[test]
+    fn a_line_limit_past_what_a_record_holds_is_refused() {
+        // Over the producer's default record limit (1,000,000 bytes).
+        let text = "ingest:\n  max_line_bytes: 2097152\n";
+        let err = Config::parse(text, "m.yaml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("m.yaml:2: ingest.max_line_bytes: 2097152 is outside 1..=934464"),
+            "{err}"
+        );
+        // With the producer's limit raised, it is accepted.
+        let raised = "kafka:\n  producer_properties:\n    message.max.bytes: \"4194304\"\n\
+                      ingest:\n  max_line_bytes: 2097152\n";
+        let config = Config::parse(raised, "m.yaml").expect("valid");
+        assert_eq!(config.ingest.max_line_bytes, 2_097_152);
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl Ingest {
     ) -> Result<Option<Signal>, ProcessError> {
         let payload = input.payload.unwrap_or_default();
         let parsed = shippers::parse(payload, input.key, &self.config).map_err(|e| match e {
-            shippers::ParseError::TooLarge(_) => ProcessError::Invalid(e.to_string()),
+            shippers::ParseError::TooLarge { .. } => ProcessError::Invalid(e.to_string()),
             _ => ProcessError::Undecodable(e.to_string()),
         })?;
         if parsed.text.trim().is_empty() {

@@ -54,19 +54,26 @@ pub enum ParseError {
     /// Not UTF-8: not a log line at all.
     #[error("raw record is not UTF-8 text (first invalid byte at offset {0})")]
     NotText(usize),
-    /// Longer than any log line: its signal would not fit in a Kafka record.
+    /// Longer than `ingest.max_line_bytes`: its signal might not fit in a
+    /// Kafka record.
     #[error(
-        "raw record of {0} bytes is over the limit of {MAX_RECORD_BYTES} bytes for a log line"
+        "raw record of {size} bytes is over the limit of {limit} bytes for a log line (ingest.max_line_bytes)"
     )]
-    TooLarge(usize),
+    TooLarge {
+        /// The record's size.
+        size: usize,
+        /// `ingest.max_line_bytes`.
+        limit: usize,
+    },
     /// A JSON object nested deeper than the parser follows.
     #[error("raw record is JSON nested deeper than {MAX_JSON_DEPTH} levels")]
     TooDeep,
 }
 
-/// The longest raw record read as a log line. Its signal carries the text,
-/// and must stay under the 1 MB default limit of a Kafka record.
-pub const MAX_RECORD_BYTES: usize = 512 * 1024;
+/// The default longest raw record read as a log line (`ingest.max_line_bytes`).
+/// Its signal carries the text, and must stay under the 1 MB default limit of
+/// a Kafka record.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 512 * 1024;
 
 /// How deep the JSON parser follows nested objects and arrays (serde_json's limit).
 pub const MAX_JSON_DEPTH: usize = 128;
@@ -101,8 +108,11 @@ pub fn parse(
     key: Option<&[u8]>,
     cfg: &IngestConfig,
 ) -> Result<ParsedLog, ParseError> {
-    if payload.len() > MAX_RECORD_BYTES {
-        return Err(ParseError::TooLarge(payload.len()));
+    if payload.len() > cfg.max_line_bytes {
+        return Err(ParseError::TooLarge {
+            size: payload.len(),
+            limit: cfg.max_line_bytes,
+        });
     }
     let text = std::str::from_utf8(payload).map_err(|e| ParseError::NotText(e.valid_up_to()))?;
     let keyed = key
@@ -475,10 +485,23 @@ mod tests {
 
     #[test]
     fn oversized_and_too_deeply_nested_records_are_refused() {
-        let big = vec![b'x'; MAX_RECORD_BYTES + 1];
+        let big = vec![b'x'; DEFAULT_MAX_LINE_BYTES + 1];
         assert_eq!(
             parse(&big, None, &cfg()),
-            Err(ParseError::TooLarge(MAX_RECORD_BYTES + 1))
+            Err(ParseError::TooLarge {
+                size: DEFAULT_MAX_LINE_BYTES + 1,
+                limit: DEFAULT_MAX_LINE_BYTES
+            })
+        );
+        // The limit is the operator's: a line of 2 MiB passes at 4 MiB.
+        let roomy = IngestConfig {
+            max_line_bytes: 4 * 1024 * 1024,
+            ..cfg()
+        };
+        let long = vec![b'x'; 2 * 1024 * 1024];
+        assert_eq!(
+            parse(&long, None, &roomy).expect("parses").text.len(),
+            long.len()
         );
         let deep = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
         assert_eq!(
