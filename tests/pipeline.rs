@@ -1,5 +1,6 @@
-//! The pipeline on the embedded cluster (exactly-once): what goes in, what
-//! comes out, poison records, crash recovery and scaling out.
+//! The pipeline on the embedded cluster (exactly-once unless a test says
+//! otherwise): what goes in, what comes out, poison records, crash recovery
+//! and scaling out.
 
 mod common;
 
@@ -8,6 +9,8 @@ use medic::codec;
 use medic::domain::*;
 use medic::executors::{BoxFuture, DryRun, Executor, Executors, Unconfigured};
 use medic::stages::{EffectRequest, EffectResult, StageName};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -449,4 +452,60 @@ fn orchestrate_calls_the_configured_executor_with_the_step_key() {
         key(&seen[2].0),
         "a retry carries the same key"
     );
+}
+
+#[test]
+fn at_least_once_offsets_reach_the_end_of_the_input_while_the_stage_runs() {
+    // An at-least-once runner commits a batch's offsets only after its
+    // outputs are acknowledged, at the end of the next batch. When the input
+    // stops there is no next batch of records: the offsets must still reach
+    // the end (or consumer lag would never fall to zero) and every line must
+    // have its signal.
+    let mut c = embedded("alo-commits");
+    c.config.delivery.mode = medic::config::DeliveryMode::AtLeastOnce;
+    for i in 0..40 {
+        let key = format!("svc-{}/staging", i % 7);
+        c.produce(
+            &c.topics.logs_raw,
+            Some(&key),
+            format!("GET /cart/{i} 200").as_bytes(),
+        );
+    }
+    let running = c.start(&[StageName::Ingest]);
+    let signals: Vec<Signal> = c.read(&c.topics.signals, 40, LONG);
+    assert_eq!(signals.len(), 40);
+
+    let mut config = c.settings.base();
+    config.set(
+        "group.id",
+        format!("{}.ingest", c.config.kafka.group_prefix),
+    );
+    let probe: BaseConsumer = config.create().expect("probe");
+    let metadata = probe
+        .fetch_metadata(Some(&c.topics.logs_raw), Duration::from_secs(10))
+        .expect("metadata");
+    let mut partitions = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        partitions.add_partition(&c.topics.logs_raw, p.id());
+    }
+    let committed = || -> i64 {
+        probe
+            .committed_offsets(partitions.clone(), Duration::from_secs(5))
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || committed() == 40),
+        "committed {} of 40 while running",
+        committed()
+    );
+    drop(running);
 }

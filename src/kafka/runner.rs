@@ -9,7 +9,10 @@
 //!   (`send_offsets_to_transaction`, `commit_transaction`);
 //! * **at-least-once**: every produced record is acknowledged first, then the
 //!   offsets are committed synchronously. A crash between the two resends
-//!   outputs; consumers drop them by the `medic-id` header.
+//!   outputs; consumers drop them by the `medic-id` header. At the end of a
+//!   batch the runner does not wait for that batch's acknowledgements: it
+//!   commits the previous batch's offsets once its records are acknowledged,
+//!   so the next batch is processed while the last one is in flight.
 //!
 //! Before a side effect ([`Action::Execute`]) everything produced so far is
 //! committed, so the "step started" record is durable before the executor runs.
@@ -124,6 +127,9 @@ impl StageStatus {
     }
 }
 
+/// The next offset to read per `(topic, partition)`.
+type Offsets = BTreeMap<(String, i32), i64>;
+
 struct Pipeline {
     processor: Box<dyn Processor>,
     /// Set when the runner stops on an error: nothing more may be committed.
@@ -134,7 +140,10 @@ struct Pipeline {
     deadletter_topic: String,
     txn_open: bool,
     in_flight: Vec<DeliveryFuture>,
-    offsets: BTreeMap<(String, i32), i64>,
+    offsets: Offsets,
+    /// At-least-once: the last batch's deliveries and offsets, committed at
+    /// the end of the next batch (or at any full [`Pipeline::commit`]).
+    pending: Option<(Vec<DeliveryFuture>, Offsets)>,
     dedup: Dedup,
     dlq_budget: DeadLetterBudget,
     max_dlq: u32,
@@ -613,7 +622,12 @@ impl Pipeline {
     }
 
     fn await_deliveries(&mut self) -> Result<(), RunnerError> {
-        for delivery in self.in_flight.drain(..) {
+        let deliveries = std::mem::take(&mut self.in_flight);
+        self.await_all(deliveries)
+    }
+
+    fn await_all(&self, deliveries: Vec<DeliveryFuture>) -> Result<(), RunnerError> {
+        for delivery in deliveries {
             match self.rt.block_on(delivery) {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
@@ -647,11 +661,8 @@ impl Pipeline {
         }
     }
 
-    /// Flushes changelog updates, then makes every output and processed offset durable.
-    fn commit(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
-        if self.poisoned {
-            return Ok(());
-        }
+    /// Produces what the stage flushes at the end of a batch (changelog updates).
+    fn end_batch(&mut self) -> Result<(), RunnerError> {
         let flushed = self
             .processor
             .end_batch(wall_clock())
@@ -667,14 +678,71 @@ impl Pipeline {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The end of a poll batch. Exactly-once, and whenever a commit must be
+    /// durable at once, this is [`Pipeline::commit`]. At-least-once, it
+    /// commits the previous batch's offsets once that batch's outputs are
+    /// acknowledged (they have had this batch's time), and leaves this
+    /// batch's outputs in flight until the next one ends.
+    fn commit_batch(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
+        if self.mode == DeliveryMode::ExactlyOnce || self.poisoned {
+            return self.commit(consumer);
+        }
+        self.end_batch()?;
+        if let Some((deliveries, offsets)) = self.pending.take() {
+            self.await_all(deliveries)?;
+            self.commit_offsets(consumer, &offsets)?;
+        }
+        if !self.in_flight.is_empty() || !self.offsets.is_empty() {
+            self.pending = Some((
+                std::mem::take(&mut self.in_flight),
+                std::mem::take(&mut self.offsets),
+            ));
+        }
+        Ok(())
+    }
+
+    /// At-least-once: commits `offsets` synchronously; a failure only means
+    /// redelivery.
+    fn commit_offsets(
+        &self,
+        consumer: &BaseConsumer<StageContext>,
+        offsets: &Offsets,
+    ) -> Result<(), RunnerError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let tpl = offset_list(offsets)?;
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            // The records will be redelivered to whoever owns them now; their
+            // outputs carry ids, so consumers drop the copies.
+            tracing::warn!(stage = %self.stage, error = %e, "offset commit failed; records will be redelivered");
+        }
+        Ok(())
+    }
+
+    /// Flushes changelog updates, then makes every output and processed
+    /// offset durable, the previous batch's included.
+    fn commit(&mut self, consumer: &BaseConsumer<StageContext>) -> Result<(), RunnerError> {
+        if self.poisoned {
+            return Ok(());
+        }
+        if let Some((mut deliveries, offsets)) = self.pending.take() {
+            // The earlier batch's records first; this batch's offsets are
+            // further on, so they win where both have a partition.
+            deliveries.append(&mut self.in_flight);
+            self.in_flight = deliveries;
+            for (partition, next) in offsets {
+                self.offsets.entry(partition).or_insert(next);
+            }
+        }
+        self.end_batch()?;
         if self.offsets.is_empty() && !self.txn_open && self.in_flight.is_empty() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), next) in &self.offsets {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
-                .map_err(|e| RunnerError::Restart(format!("offset list: {e}")))?;
-        }
+        let tpl = offset_list(&self.offsets)?;
         match self.mode {
             DeliveryMode::ExactlyOnce => {
                 if !self.txn_open {
@@ -715,18 +783,23 @@ impl Pipeline {
             }
             DeliveryMode::AtLeastOnce => {
                 self.await_deliveries()?;
-                if tpl.count() > 0 {
-                    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                        // The records will be redelivered to whoever owns them
-                        // now; their outputs carry ids, so consumers drop the copies.
-                        tracing::warn!(stage = %self.stage, error = %e, "offset commit failed; records will be redelivered");
-                    }
-                }
+                let offsets = std::mem::take(&mut self.offsets);
+                self.commit_offsets(consumer, &offsets)?;
             }
         }
         self.offsets.clear();
         Ok(())
     }
+}
+
+/// The consumer offsets to commit: the next offset to read per partition.
+fn offset_list(offsets: &Offsets) -> Result<TopicPartitionList, RunnerError> {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            .map_err(|e| RunnerError::Restart(format!("offset list: {e}")))?;
+    }
+    Ok(tpl)
 }
 
 /// Runs one stage instance until `shutdown` is set or an error stops it.
@@ -767,6 +840,7 @@ pub fn run(
         txn_open: false,
         in_flight: Vec::new(),
         offsets: BTreeMap::new(),
+        pending: None,
         dedup: Dedup::new(config.delivery.dedup_capacity),
         dlq_budget: DeadLetterBudget::new(
             config.delivery.max_deadletters_per_minute,
@@ -890,7 +964,7 @@ fn poll_loop(
             if run_timer {
                 p.timer(consumer)?;
             }
-            p.commit(consumer)
+            p.commit_batch(consumer)
         })?;
     }
     Ok(())
