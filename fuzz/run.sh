@@ -29,7 +29,7 @@ fuzz=$PWD
 repo=$(cd .. && pwd)
 seconds=${FUZZ_SECONDS:-60}
 fixtures=${FIXTURES:-$repo/../shared/fixtures}
-all_targets=(log_record webhook avro_decode rule_pack policy verify_signature)
+all_targets=(log_record webhook avro_decode rule_pack policy verify_signature approval_body offline_line)
 
 seed_only=false
 targets=()
@@ -155,6 +155,23 @@ seed_policy() {
   for f in "$repo"/docs/strategies.md "$repo"/docs/recovery.md; do put_yaml_blocks "$dir" "$f"; done
 }
 
+seed_approval_body() {
+  local dir=$1 n=0 body
+  for body in '{"by":"alice"}' '{"by":"alice","decision":"approve","comment":"rollback is fine"}' \
+    '{"by":"bob","decision":"reject","comment":"change freeze"}' '{"by":"al\nice"}' '{"by":"x","decision":"maybe"}'; do
+    n=$((n + 1))
+    printf 'checkout/production#1764400000500.684c6ca6\n%s' "$body" | put "$dir" "seed-approval-$n"
+  done
+}
+
+seed_offline_line() {
+  local dir=$1
+  put_lines "$dir" "$repo/tests/data/categorization/labelled.jsonl" 100
+  put_lines "$dir" "$repo/tests/data/categorization/healthy.txt" 30
+  printf '{"message":"OOMKilled","environment":"prod","status_codes":[503],"error_rate":12.5}' |
+    put "$dir" seed-offline-object
+}
+
 seed() {
   local t=$1 dir=$fuzz/corpus/$1
   mkdir -p "$dir"
@@ -163,6 +180,8 @@ seed() {
     webhook) seed_webhook "$dir" ;;
     rule_pack) seed_rule_pack "$dir" ;;
     policy) seed_policy "$dir" ;;
+    approval_body) seed_approval_body "$dir" ;;
+    offline_line) seed_offline_line "$dir" ;;
     avro_decode | verify_signature) ;; # written by the target: MEDIC_FUZZ_SEED_DIR
   esac
   if [ -d "$fuzz/regressions/$t" ]; then

@@ -40,6 +40,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("rule_pack", rule_pack),
     ("policy", policy),
     ("verify_signature", verify_signature),
+    ("approval_body", approval_body),
+    ("offline_line", offline_line),
 ];
 
 /// The entry point of target `name`.
@@ -120,6 +122,95 @@ fn put_chunk(out: &mut Vec<u8>, chunk: &[u8]) {
     let chunk = &chunk[..chunk.len().min(255)];
     out.push(chunk.len() as u8);
     out.extend_from_slice(chunk);
+}
+
+// ---------------------------------------------------------------------------
+// approval_body
+
+/// `approval_body`: `POST /approvals/{recovery_id}` on the bridge. Up to the
+/// first newline the input is the recovery id from the path (decoded), the
+/// rest the request body.
+///
+/// Properties: a refusal is a 400 with a reason; an accepted body names the
+/// deployment of its recovery id, the approver is who decided "(via the
+/// caller)" without control characters, and the approval survives the Avro
+/// round trip unchanged.
+pub fn approval_body(data: &[u8]) {
+    let (id, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let id = String::from_utf8_lossy(id);
+    let now = 1_764_400_000_000;
+    match crate::bridge::approvals::approval_from_body(&id, "fuzz-bot", body, now) {
+        Ok((key, approval)) => {
+            assert_eq!(
+                DeploymentKey::of_recovery_id(&approval.recovery_id),
+                Some(key)
+            );
+            assert!(
+                approval.approver.ends_with(" (via fuzz-bot)"),
+                "{approval:?}"
+            );
+            assert!(
+                !approval.approver.chars().any(char::is_control),
+                "{approval:?}"
+            );
+            let bytes = codec::encode(&approval).expect("an accepted approval encodes");
+            let back: Approval = codec::decode(&bytes).expect("and decodes");
+            assert_eq!(back, approval);
+        }
+        Err((status, reason)) => {
+            assert_eq!(status, axum::http::StatusCode::BAD_REQUEST, "{reason}");
+            assert!(!reason.is_empty());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// offline_line
+
+/// `offline_line`: one line of `medic categorize --input` (a JSON object with
+/// at least `message`, or any other text, taken as the message). The input
+/// up to its first newline is the line; input that is not UTF-8 is skipped,
+/// as the command stops on it with an error.
+///
+/// Properties: a line is either read or refused with a reason; the verdict
+/// serializes as the JSON the command prints; a verdict has a severity
+/// exactly when it has a type, a confidence in [0, 1], and evidence spans on
+/// character boundaries of the message.
+pub fn offline_line(data: &[u8]) {
+    use crate::stages::categorize::offline::{categorize, OfflineInput};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let line = text.lines().next().unwrap_or_default();
+    let input = match OfflineInput::parse_line(line) {
+        Ok(input) => input,
+        Err(reason) => {
+            assert!(!reason.is_empty());
+            return;
+        }
+    };
+    let verdict = categorize(&BUILT_IN_PACK, &input);
+    serde_json::to_string(&verdict).expect("the verdict serializes");
+    assert_eq!(verdict.failure_type.is_some(), verdict.severity.is_some());
+    assert!(
+        (0.0..=1.0).contains(&verdict.confidence),
+        "{}",
+        verdict.confidence
+    );
+    for e in &verdict.evidence {
+        if e.matched.is_empty() {
+            continue;
+        }
+        let (start, end) = (e.span_start as usize, e.span_end as usize);
+        assert!(start <= end && end <= input.message.len(), "{e:?}");
+        assert!(
+            input.message.is_char_boundary(start) && input.message.is_char_boundary(end),
+            "{e:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

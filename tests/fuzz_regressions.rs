@@ -132,6 +132,38 @@ fn the_seed_material_passes_every_target() {
             .to_vec(),
     ));
 
+    for (i, line) in labelled.lines().enumerate().step_by(11) {
+        cases.push((
+            format!("labelled.jsonl:{} as a categorize --input line", i + 1),
+            "offline_line",
+            line.into(),
+        ));
+    }
+    cases.push((
+        "an input object with numbers".into(),
+        "offline_line",
+        br#"{"message":"OOMKilled","environment":"prod","status_codes":[503],"error_rate":12.5}"#
+            .to_vec(),
+    ));
+    for body in [
+        r#"{"by":"alice"}"#,
+        r#"{"by":"bob","decision":"reject","comment":"change freeze"}"#,
+        r#"{"by":"al\nice"}"#,
+        r#"{"by":"x","decision":"maybe"}"#,
+        "not json",
+    ] {
+        cases.push((
+            format!("approval body {body}"),
+            "approval_body",
+            format!("checkout/production#1764400000500.684c6ca6\n{body}").into_bytes(),
+        ));
+    }
+    cases.push((
+        "approval for something that is not a recovery id".into(),
+        "approval_body",
+        b"not-a-recovery\n{\"by\":\"alice\"}".to_vec(),
+    ));
+
     cases.push((
         "default_rules.yaml".into(),
         "rule_pack",

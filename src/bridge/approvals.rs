@@ -94,6 +94,50 @@ fn printable(s: &str, max: usize) -> bool {
     !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
 }
 
+/// Reads and checks a decision `body` on `recovery_id` sent by the
+/// integration `caller`: the deployment and the approval to produce, or the
+/// status and reason to refuse it with.
+pub fn approval_from_body(
+    recovery_id: &str,
+    caller: &str,
+    body: &[u8],
+    now: Millis,
+) -> Result<(DeploymentKey, Approval), (StatusCode, String)> {
+    let bad = |reason: String| Err((StatusCode::BAD_REQUEST, reason));
+    let Some(key) = DeploymentKey::of_recovery_id(recovery_id) else {
+        return bad(format!(
+            "'{recovery_id}' is not a recovery id (service/environment#millis)"
+        ));
+    };
+    let decision: Decision = match serde_json::from_slice(body) {
+        Ok(d) => d,
+        Err(e) => return bad(format!("body: {e}")),
+    };
+    if !printable(&decision.by, 100) {
+        return bad("'by' must name who decides (1 to 100 printable characters)".into());
+    }
+    if decision
+        .comment
+        .as_deref()
+        .is_some_and(|c| !printable(c, 1000))
+    {
+        return bad("'comment' must be 1 to 1000 printable characters".into());
+    }
+    let verdict = match decision.decision.as_deref().unwrap_or("approve") {
+        "approve" => ApprovalDecision::Approved,
+        "reject" => ApprovalDecision::Rejected,
+        other => return bad(format!("decision '{other}' is neither approve nor reject")),
+    };
+    let approval = Approval {
+        recovery_id: recovery_id.to_string(),
+        decision: verdict,
+        approver: format!("{} (via {caller})", decision.by.trim()),
+        reason: decision.comment,
+        decided_at: now,
+    };
+    Ok((key, approval))
+}
+
 /// Handles one decision.
 pub async fn decide(
     approvals: &Approvals,
@@ -107,48 +151,9 @@ pub async fn decide(
     let Some(caller) = approvals.caller(headers) else {
         return refuse(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
     };
-    let Some(key) = DeploymentKey::of_recovery_id(recovery_id) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("'{recovery_id}' is not a recovery id (service/environment#millis)"),
-        );
-    };
-    let decision: Decision = match serde_json::from_slice(body) {
-        Ok(d) => d,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("body: {e}")),
-    };
-    if !printable(&decision.by, 100) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "'by' must name who decides (1 to 100 printable characters)",
-        );
-    }
-    if decision
-        .comment
-        .as_deref()
-        .is_some_and(|c| !printable(c, 1000))
-    {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "'comment' must be 1 to 1000 printable characters",
-        );
-    }
-    let verdict = match decision.decision.as_deref().unwrap_or("approve") {
-        "approve" => ApprovalDecision::Approved,
-        "reject" => ApprovalDecision::Rejected,
-        other => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("decision '{other}' is neither approve nor reject"),
-            )
-        }
-    };
-    let approval = Approval {
-        recovery_id: recovery_id.to_string(),
-        decision: verdict,
-        approver: format!("{} (via {caller})", decision.by.trim()),
-        reason: decision.comment,
-        decided_at: now,
+    let (key, approval) = match approval_from_body(recovery_id, caller, body, now) {
+        Ok(found) => found,
+        Err((status, reason)) => return refuse(status, reason),
     };
     let value = match codec::encode(&approval) {
         Ok(v) => v,
