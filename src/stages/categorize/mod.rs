@@ -474,6 +474,25 @@ mod tests {
     }
 
     #[test]
+    fn a_long_line_matched_whole_by_a_regex_keeps_a_short_excerpt() {
+        let mut c = stage();
+        // Two-byte characters, so that the cut falls inside one.
+        let line = format!("eslint {} failed", "é".repeat(150_000));
+        c.handle(&signal("web/prod", &line, 1), 1).expect("ok");
+        let closed = failures(&c.on_timer(1 + 60_000).expect("ok"));
+        assert_eq!(closed.len(), 1);
+        let evidence = &closed[0].evidence[0];
+        assert_eq!(evidence.rule_id, "application.lint-format");
+        assert!(evidence.matched.starts_with("eslint éé"));
+        assert!(evidence.matched.len() <= window::MAX_MATCHED_BYTES + '…'.len_utf8());
+        assert!(evidence.matched.ends_with('…'));
+        assert!(
+            evidence.span_end - evidence.span_start > 300_000,
+            "the span is the whole match"
+        );
+    }
+
+    #[test]
     fn a_pattern_alone_opens_no_window() {
         let mut c = stage();
         c.handle(

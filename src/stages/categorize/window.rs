@@ -98,6 +98,25 @@ fn failure_id(window: &CorrelationWindow) -> String {
     format!("{}@{}.{tag}", window.deployment_key, window.first_seen)
 }
 
+/// The longest matched text kept as evidence, in bytes. A regex may match
+/// most of a long line; evidence is for people, and a window with 32 pieces
+/// of half a megabyte each would not fit in a Kafka record. The span still
+/// gives the whole match.
+pub const MAX_MATCHED_BYTES: usize = 256;
+
+/// `text` cut to at most [`MAX_MATCHED_BYTES`] on a character boundary, with
+/// `…` when cut.
+fn excerpt(text: &str) -> String {
+    if text.len() <= MAX_MATCHED_BYTES {
+        return text.to_string();
+    }
+    let mut end = MAX_MATCHED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 #[allow(clippy::too_many_arguments)]
 fn fold(
     w: &mut CorrelationWindow,
@@ -160,7 +179,7 @@ fn fold(
                     w.pattern_hits.push(PatternHit {
                         section,
                         rule_id: rule.id.clone(),
-                        matched: matched.to_string(),
+                        matched: excerpt(matched),
                         signal_id: signal.id.clone(),
                     });
                 }
@@ -186,7 +205,7 @@ fn fold(
             w.evidence.push(Evidence {
                 rule_id: rule.id.clone(),
                 failure_type,
-                matched: matched.to_string(),
+                matched: excerpt(matched),
                 span_start: i32::try_from(hit.start).unwrap_or(i32::MAX),
                 span_end: i32::try_from(hit.end).unwrap_or(i32::MAX),
                 signal_id: signal.id.clone(),
