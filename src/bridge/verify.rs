@@ -94,14 +94,20 @@ fn hex_after(value: &str, prefix: &str, header: &'static str) -> Result<Vec<u8>,
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    // Digits only: `from_str_radix` alone would also take a sign ("+1").
-    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex.as_bytes().chunks_exact(2).map(hex_pair).collect()
+}
+
+/// The byte two ASCII hex digits stand for. Digits only: `u8::from_str_radix`
+/// would also take a sign, reading "+1" as "01".
+fn hex_pair(pair: &[u8]) -> Option<u8> {
+    let [high, low] = pair else {
+        return None;
+    };
+    let digit = |b: &u8| char::from(*b).to_digit(16);
+    u8::try_from(digit(high)? * 16 + digit(low)?).ok()
 }
 
 impl Verifier {
@@ -248,11 +254,7 @@ fn percent_decode(v: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match (bytes[i], bytes.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) => match std::str::from_utf8(hex)
-                .ok()
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
+            (b'%', Some(hex)) => match hex_pair(hex) {
                 Some(b) => {
                     out.push(b);
                     i += 3;

@@ -111,15 +111,14 @@ mod tests {
     #[test]
     fn producer_properties_apply_over_defaults_but_not_over_delivery() {
         let mut settings = ClientSettings::new("localhost:9092");
-        settings
-            .producer_properties
-            .insert("linger.ms".into(), "20".into());
-        settings
-            .producer_properties
-            .insert("compression.type".into(), "zstd".into());
-        settings
-            .producer_properties
-            .insert("transactional.id".into(), "someone-else".into());
+        settings.producer_properties.extend(
+            [
+                ("linger.ms", "20"),
+                ("compression.type", "zstd"),
+                ("transactional.id", "someone-else"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         settings
             .consumer_properties
             .insert("fetch.wait.max.ms".into(), "50".into());

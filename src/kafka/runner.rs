@@ -783,8 +783,7 @@ impl Pipeline {
             }
             DeliveryMode::AtLeastOnce => {
                 self.await_deliveries()?;
-                let offsets = std::mem::take(&mut self.offsets);
-                self.commit_offsets(consumer, &offsets)?;
+                self.commit_offsets(consumer, &self.offsets)?;
             }
         }
         self.offsets.clear();
