@@ -37,6 +37,8 @@ mod ceiling;
 mod open_loop;
 #[path = "e2e/probe.rs"]
 mod probe;
+#[path = "../tests/common/tansu.rs"]
+mod tansu;
 
 use broker::{Broker, Kind};
 use clap::Parser;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::tansu::{self, Tansu};
 use common::*;
 use medic::codec;
 use medic::domain::*;
@@ -16,7 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -307,93 +308,15 @@ fn a_sigkilled_stage_produces_exactly_one_output_per_record_exactly_once() {
     );
 }
 
-/// Tansu, started and stopped by the test; killed when dropped.
-struct Tansu {
-    binary: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-fn tansu_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("tansu"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let home = PathBuf::from(std::env::var_os("HOME")?);
-        Some(home.join(".cargo/bin/tansu")).filter(|p| p.is_file())
-    })
-}
-
-impl Tansu {
-    fn start(binary: PathBuf, dir: PathBuf) -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut tansu = Tansu {
-            binary,
-            dir,
-            port,
-            child: None,
-        };
-        tansu.up();
-        tansu
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker on the same port and storage; waits until it listens.
-    fn up(&mut self) {
-        let url = format!("tcp://{}", self.address());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .expect("log");
-        let child = Command::new(&self.binary)
-            .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("tansu starts");
-        self.child = Some(child);
-        let listening = wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(self.address()).is_ok()
-        });
-        assert!(listening, "tansu did not listen on {}", self.address());
-    }
-
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn stages_reconnect_and_lose_nothing_when_the_broker_restarts() {
     if std::env::var_os("MEDIC_TEST_BROKERS").is_none() {
         eprintln!("MEDIC_TEST_BROKERS is not set: skipping the broker restart test");
         return;
     }
-    let binary = tansu_binary().expect("MEDIC_TEST_BROKERS is set, so tansu is installed");
-    let mut tansu = Tansu::start(binary, temp_dir("tansu"));
+    let binary = tansu::binary().expect("MEDIC_TEST_BROKERS is set, so tansu is installed");
+    let mut tansu =
+        Tansu::start(binary, temp_dir("tansu"), "sqlite://tansu.db").expect("tansu starts");
     let c = on_brokers("restart", &tansu.address());
     let running = c.start(&[StageName::Ingest, StageName::Categorize]);
     let mut signals = Reader::new(&c.settings, &c.topics.signals);
@@ -414,7 +337,7 @@ fn stages_reconnect_and_lose_nothing_when_the_broker_restarts() {
     tansu.down();
     std::thread::sleep(Duration::from_secs(3));
     let fed_while_down = feeder.sent();
-    tansu.up();
+    tansu.up().expect("tansu starts again");
     assert!(
         signals.until(LONG, |r| signal_counts(r)
             .keys()

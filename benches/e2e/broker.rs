@@ -2,15 +2,12 @@
 //! stops itself (memory or SQLite storage, in a temporary directory), or an
 //! external broker.
 
+use crate::tansu::{self, Tansu};
 use medic::kafka::embedded::EmbeddedCluster;
 use medic::kafka::{admin, ClientSettings};
 use medic::topics::Topics;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Which broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,29 +45,10 @@ pub struct Broker {
     pub kind: Kind,
     pub bootstrap: String,
     embedded: Option<EmbeddedCluster>,
-    tansu: Option<(Child, PathBuf)>,
+    /// Killed, and its directory removed, when the broker is dropped.
+    _tansu: Option<Tansu>,
     /// Process id of an out-of-process broker, for its CPU time and memory.
     pub pid: Option<u32>,
-}
-
-fn tansu_binary() -> Result<PathBuf, String> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin"));
-    on_path
-        .into_iter()
-        .chain(home)
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| "tansu not found on PATH or in ~/.cargo/bin (cargo install tansu)".into())
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 impl Broker {
@@ -83,7 +61,7 @@ impl Broker {
                     kind,
                     bootstrap: brokers.to_string(),
                     embedded: None,
-                    tansu: None,
+                    _tansu: None,
                     pid,
                 })
             }
@@ -95,59 +73,32 @@ impl Broker {
                     kind,
                     bootstrap: cluster.bootstrap_servers(),
                     embedded: Some(cluster),
-                    tansu: None,
+                    _tansu: None,
                     pid: None,
                 })
             }
             Kind::TansuMemory | Kind::TansuSqlite => {
-                let binary = tansu_binary()?;
+                let binary = tansu::binary()
+                    .ok_or("tansu not found on PATH or in ~/.cargo/bin (cargo install tansu)")?;
                 let nanos = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.subsec_nanos())
                     .unwrap_or(0);
                 let dir = std::env::temp_dir()
                     .join(format!("medic-e2e-{}-{nanos:08x}", std::process::id()));
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                let port = free_port()?;
-                let url = format!("tcp://127.0.0.1:{port}");
                 let storage = if kind == Kind::TansuMemory {
                     "memory://tansu/"
                 } else {
                     "sqlite://tansu.db"
                 };
-                let log = std::fs::File::create(dir.join("tansu.log"))
-                    .map_err(|e| format!("tansu.log: {e}"))?;
-                let child = Command::new(&binary)
-                    .current_dir(&dir)
-                    .args(["broker", "--listener-url", &url])
-                    .args(["--advertised-listener-url", &url])
-                    .args(["--storage-engine", storage])
-                    .stdin(Stdio::null())
-                    .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                    .stderr(log)
-                    .spawn()
-                    .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-                let pid = child.id();
-                let mut broker = Broker {
+                let tansu = Tansu::start(binary, dir, storage)?;
+                let broker = Broker {
                     kind,
-                    bootstrap: format!("127.0.0.1:{port}"),
+                    bootstrap: tansu.address(),
                     embedded: None,
-                    tansu: Some((child, dir.clone())),
-                    pid: Some(pid),
+                    pid: tansu.pid(),
+                    _tansu: Some(tansu),
                 };
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                    let exited = broker
-                        .tansu
-                        .as_mut()
-                        .and_then(|(c, _)| c.try_wait().ok().flatten());
-                    if exited.is_some() || Instant::now() > deadline {
-                        let log =
-                            std::fs::read_to_string(dir.join("tansu.log")).unwrap_or_default();
-                        return Err(format!("tansu did not start listening:\n{log}"));
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
                 Ok(broker)
             }
         }
@@ -223,16 +174,6 @@ impl Broker {
                 }
                 Ok(())
             }
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some((mut child, dir)) = self.tansu.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod smtp;
+pub mod tansu;
 
 use medic::app;
 use medic::codec::{self, AvroRecord};
