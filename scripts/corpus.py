@@ -145,11 +145,24 @@ def split(incoming: str) -> int:
     files = sorted(
         os.path.join(incoming, f) for f in os.listdir(incoming) if f.endswith(".jsonl")
     )
-    if check(files):
+    bad = 0
+    for path in files:
+        for n, item, err in read(path):
+            for p in [err] if item is None else problems(item):
+                print(f"{path}:{n}: {p}")
+                bad += 1
+    if bad:
         print("fix the problems above first", file=sys.stderr)
         return 1
+    # The same excerpt found twice (two queries, two groups): the first kept.
+    texts = {re.sub(r"\s+", " ", i["text"]).strip(): i["id"] for i in existing.values()}
     for path in files:
-        for _, item, _ in read(path):
+        for n, item, _ in read(path):
+            key = re.sub(r"\s+", " ", item["text"]).strip()
+            if texts.get(key, item["id"]) != item["id"]:
+                print(f"{path}:{n}: same text as {texts[key]}, left out", file=sys.stderr)
+                continue
+            texts[key] = item["id"]
             existing[item["id"]] = item
     out = {"train": [], "dev": []}
     for item in existing.values():

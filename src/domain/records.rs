@@ -209,7 +209,16 @@ pub struct CorrelationWindow {
     pub last_seen: Millis,
     pub signal_count: i64,
     pub matched_signals: i64,
+    /// Summed weight of cause-tier rules per failure type.
     pub scores: BTreeMap<String, f64>,
+    /// Summed weight of symptom-tier rules per failure type; decides only
+    /// when `scores` and `operator_scores` are empty.
+    #[serde(default)]
+    pub symptom_scores: BTreeMap<String, f64>,
+    /// Summed weight of operator-action rules per failure type; decides
+    /// over every cause.
+    #[serde(default)]
+    pub operator_scores: BTreeMap<String, f64>,
     pub evidence: Vec<Evidence>,
     pub components: Vec<Component>,
     pub transient_votes: i64,

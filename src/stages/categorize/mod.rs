@@ -5,6 +5,8 @@
 //! which it changed (one record per changed window, not per signal) and read
 //! back on partition assignment.
 
+pub mod evaluate;
+pub mod load;
 pub mod offline;
 pub mod rules;
 pub mod window;

@@ -95,6 +95,30 @@ pub fn failure(pack: &RulePack, input: &OfflineInput) -> Option<CategorizedFailu
     Some(window::close(&w, pack))
 }
 
+/// The failure the categorize stage would report for a deployment that logged
+/// `lines`, one signal per line, all within one window; `None` when no rule
+/// matched any of them. This is how a build-log excerpt reaches medic from a
+/// log shipper, and how the development corpus is evaluated.
+pub fn failure_of_lines<'a>(
+    pack: &RulePack,
+    environment: &str,
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Option<CategorizedFailure> {
+    let key = DeploymentKey::new("offline", environment);
+    let config = CategorizeConfig::default();
+    let mut open: Option<CorrelationWindow> = None;
+    for (n, line) in (0i64..).zip(lines) {
+        let signal = Signal::plain_text(&key, "offline", n, line, n);
+        let hits = pack.scan(line);
+        if let window::Absorbed::Opened(w) =
+            window::absorb(open.as_mut(), &signal, &hits, pack, &config, n)
+        {
+            open = Some(*w);
+        }
+    }
+    open.map(|w| window::close(&w, pack))
+}
+
 /// Categorizes one message as the stage would a deployment whose window held
 /// only this message.
 pub fn categorize(pack: &RulePack, input: &OfflineInput) -> OfflineResult {

@@ -1,87 +1,35 @@
-//! Rule packs: YAML rules compiled into one Aho-Corasick automaton.
+//! Rule packs: what a rule is, and how a text is scanned.
 //!
 //! Every keyword of every rule goes into a single case-insensitive automaton,
-//! built once; a line is scanned once whatever the number of rules. A rule's
+//! built once; a line is scanned once whatever the number of rules. A keyword
+//! matches on token boundaries (`KeyError` is not found in `MyKeyErrors`)
+//! unless its rule says `substring: true`, and in any case unless the rule says
+//! `case_sensitive: true` (sbt's `[error]` is not Maven's `[ERROR]`). A rule's
 //! optional regex runs only on lines where one of its keywords was found, to
 //! confirm the match or pin down the exact text.
 //!
 //! A pack file has four sections:
 //!
-//! * `rules` — typed rules: each votes for a failure type with a weight;
+//! * `rules` — typed rules: each votes for a failure type with a weight, as a
+//!   cause (the default), a symptom or an operator action ([`Tier`]);
 //! * `critical_patterns` — wording that makes a failure critical wherever it appears;
 //! * `auto_recovery_patterns` — wording that marks a failure transient
 //!   (retrying unchanged is expected to work);
 //! * `ignore_patterns` — noise: a line matching one is dropped before any rule
-//!   sees it (warnings that are not failures).
+//!   sees it (warnings that are not failures). Only that line: the other lines
+//!   of a multi-line text are still scanned.
 //!
-//! The default pack is compiled in; user packs are applied after it in order.
-//! An entry whose id already exists replaces it; `enabled: false` removes it.
+//! The default pack is compiled in; user packs are applied after it in order
+//! (see [`load`](super::load)). An entry whose id already exists replaces it;
+//! `enabled: false` removes it.
 
 use crate::domain::{Component, FailureType, Severity};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 
 /// The pack compiled into medic.
 pub const DEFAULT_PACK: &str = include_str!("default_rules.yaml");
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PackFile {
-    version: u32,
-    #[serde(default)]
-    rules: Vec<RuleFile>,
-    #[serde(default)]
-    critical_patterns: Vec<PatternFile>,
-    #[serde(default)]
-    auto_recovery_patterns: Vec<PatternFile>,
-    #[serde(default)]
-    ignore_patterns: Vec<PatternFile>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleFile {
-    id: String,
-    #[serde(rename = "type")]
-    failure_type: Option<String>,
-    #[serde(default)]
-    keywords: Vec<String>,
-    #[serde(default)]
-    regex: Option<String>,
-    #[serde(default = "default_weight")]
-    weight: f64,
-    #[serde(default)]
-    severity: Option<Severity>,
-    #[serde(default)]
-    components: Vec<Component>,
-    #[serde(default)]
-    transient: bool,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatternFile {
-    id: String,
-    #[serde(default)]
-    keywords: Vec<String>,
-    #[serde(default)]
-    regex: Option<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn default_weight() -> f64 {
-    1.0
-}
-
-fn yes() -> bool {
-    true
-}
 
 /// What a rule does when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +42,34 @@ pub enum RuleKind {
     AutoRecovery,
     /// Drops the line.
     Ignore,
+}
+
+/// How much a typed rule's vote counts against the others
+/// (`docs/categorization.md`, "The structure of a verdict").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// An explicit operator action (a cancel, a manual override): outranks
+    /// every cause, as the TAXONOMY tie-break exception says.
+    Operator,
+    /// A root cause an engineer would fix: a missing package, a refused
+    /// connection, an expired certificate. Outranks any sum of symptoms.
+    #[default]
+    Cause,
+    /// Generic failure wording that names no cause: a test summary, a
+    /// compiler banner, a non-zero exit. Decides only when no cause matched.
+    Symptom,
+}
+
+impl Tier {
+    /// The name used in pack files and evidence.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Operator => "operator",
+            Tier::Cause => "cause",
+            Tier::Symptom => "symptom",
+        }
+    }
 }
 
 /// One compiled rule.
@@ -113,6 +89,12 @@ pub struct Rule {
     pub components: Vec<Component>,
     /// Retrying unchanged may succeed.
     pub transient: bool,
+    /// Cause, symptom or operator action (typed rules).
+    pub tier: Tier,
+    /// Keywords match anywhere, not only on token boundaries.
+    pub substring: bool,
+    /// Keywords match only with the case they are written in.
+    pub case_sensitive: bool,
     /// The pack file the rule came from.
     pub file: String,
 }
@@ -127,12 +109,12 @@ impl Rule {
     }
 }
 
-/// A rule that fired on a line.
+/// A rule that fired on a text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     /// Index into [`RulePack::rules`].
     pub rule: usize,
-    /// Byte span of the evidence in the line.
+    /// Byte span of the evidence in the text.
     pub start: usize,
     /// End of the span.
     pub end: usize,
@@ -141,217 +123,21 @@ pub struct Hit {
 /// A compiled rule pack.
 #[derive(Debug, Clone)]
 pub struct RulePack {
-    rules: Vec<Rule>,
-    automaton: AhoCorasick,
+    pub(super) rules: Vec<Rule>,
+    pub(super) automaton: AhoCorasick,
     /// Every keyword, in automaton pattern order.
-    keywords: Vec<String>,
+    pub(super) keywords: Vec<String>,
     /// Keyword index → rule index.
-    keyword_rule: Vec<usize>,
-    version: String,
+    pub(super) keyword_rule: Vec<usize>,
+    pub(super) version: String,
 }
 
-/// Why a pack was refused. Always names the file, and the rule when there is one.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {}{reason}", rule.as_ref().map(|r| format!("rule {r}: ")).unwrap_or_default())]
-pub struct PackError {
-    /// Pack file.
-    pub file: String,
-    /// Offending rule id.
-    pub rule: Option<String>,
-    /// What is wrong.
-    pub reason: String,
-}
-
-/// One entry before compilation, with where it came from.
-struct Entry {
-    raw: RuleFile,
-    kind: Option<RuleKind>,
-    file: String,
+/// A byte that continues a token: letters, digits, `_`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 impl RulePack {
-    /// The compiled-in default pack.
-    pub fn default_pack() -> RulePack {
-        // Compiled-in; the tests below load it on every test run.
-        RulePack::load(&[]).unwrap_or_else(|e| panic!("the default rule pack is invalid: {e}"))
-    }
-
-    /// Parses and compiles one pack on its own.
-    pub fn parse(text: &str, file: &str) -> Result<RulePack, PackError> {
-        RulePack::build(&[(file.to_string(), text.to_string())])
-    }
-
-    /// The default pack with `user_packs` (`(file name, text)`) applied in order.
-    pub fn load(user_packs: &[(String, String)]) -> Result<RulePack, PackError> {
-        let mut packs = vec![("default_rules.yaml".to_string(), DEFAULT_PACK.to_string())];
-        packs.extend(user_packs.iter().cloned());
-        RulePack::build(&packs)
-    }
-
-    /// Reads user pack files from disk and loads them over the default pack.
-    pub fn load_files(paths: &[std::path::PathBuf]) -> Result<RulePack, PackError> {
-        let mut packs = Vec::with_capacity(paths.len());
-        for path in paths {
-            let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| PackError {
-                file: file.clone(),
-                rule: None,
-                reason: e.to_string(),
-            })?;
-            packs.push((file, text));
-        }
-        RulePack::load(&packs)
-    }
-
-    pub(crate) fn build(packs: &[(String, String)]) -> Result<RulePack, PackError> {
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut digest = Sha256::new();
-        for (file, text) in packs {
-            digest.update(file.as_bytes());
-            digest.update(text.as_bytes());
-            let err = |rule: Option<&str>, reason: String| PackError {
-                file: file.clone(),
-                rule: rule.map(str::to_string),
-                reason,
-            };
-            let pack: PackFile =
-                serde_yaml_ng::from_str(text).map_err(|e| err(None, e.to_string()))?;
-            if pack.version != 1 {
-                return Err(err(
-                    None,
-                    format!(
-                        "unsupported pack version {} (this medic reads version 1)",
-                        pack.version
-                    ),
-                ));
-            }
-            let pattern = |p: PatternFile| RuleFile {
-                id: p.id,
-                failure_type: None,
-                keywords: p.keywords,
-                regex: p.regex,
-                weight: 1.0,
-                severity: None,
-                components: Vec::new(),
-                transient: false,
-                enabled: p.enabled,
-            };
-            let mut in_file: Vec<(RuleFile, Option<RuleKind>)> = Vec::new();
-            for r in pack.rules {
-                let kind = match &r.failure_type {
-                    Some(t) => Some(RuleKind::Typed(
-                        t.parse::<FailureType>().map_err(|e| err(Some(&r.id), e))?,
-                    )),
-                    None if !r.enabled => None,
-                    None => return Err(err(Some(&r.id), "has no type".into())),
-                };
-                in_file.push((r, kind));
-            }
-            for (list, kind) in [
-                (pack.critical_patterns, RuleKind::Critical),
-                (pack.auto_recovery_patterns, RuleKind::AutoRecovery),
-                (pack.ignore_patterns, RuleKind::Ignore),
-            ] {
-                in_file.extend(list.into_iter().map(|p| (pattern(p), Some(kind))));
-            }
-            let mut seen = HashSet::new();
-            for (raw, kind) in in_file {
-                if !seen.insert(raw.id.clone()) {
-                    return Err(err(Some(&raw.id), "duplicate rule id".into()));
-                }
-                let existing = entries.iter().position(|e| e.raw.id == raw.id);
-                match (existing, raw.enabled) {
-                    (Some(i), false) => {
-                        entries.remove(i);
-                    }
-                    (None, false) => {
-                        return Err(err(
-                            Some(&raw.id),
-                            "disables a rule that does not exist".into(),
-                        ))
-                    }
-                    (Some(i), true) => {
-                        entries[i] = Entry {
-                            raw,
-                            kind,
-                            file: file.clone(),
-                        }
-                    }
-                    (None, true) => entries.push(Entry {
-                        raw,
-                        kind,
-                        file: file.clone(),
-                    }),
-                }
-            }
-        }
-        let mut rules = Vec::with_capacity(entries.len());
-        let mut keywords = Vec::new();
-        let mut keyword_rule = Vec::new();
-        for Entry { raw, kind, file } in entries {
-            let err = |reason: String| PackError {
-                file: file.clone(),
-                rule: Some(raw.id.clone()),
-                reason,
-            };
-            let kind = kind.ok_or_else(|| err("has no type".into()))?;
-            if raw.keywords.is_empty() {
-                return Err(err("has no keywords".into()));
-            }
-            if !(raw.weight.is_finite() && raw.weight > 0.0) {
-                return Err(err(format!("weight {} must be positive", raw.weight)));
-            }
-            for keyword in &raw.keywords {
-                if keyword.trim().is_empty() {
-                    return Err(err("empty keyword".into()));
-                }
-                keywords.push(keyword.clone());
-                keyword_rule.push(rules.len());
-            }
-            let regex = raw
-                .regex
-                .as_deref()
-                .map(Regex::new)
-                .transpose()
-                .map_err(|e| err(format!("invalid regex: {e}")))?;
-            rules.push(Rule {
-                id: raw.id,
-                kind,
-                regex,
-                weight: raw.weight,
-                severity: raw.severity,
-                components: raw.components,
-                transient: raw.transient,
-                file,
-            });
-        }
-        // A DFA scans several times faster than the NFA aho-corasick picks on
-        // its own above ~100 patterns; it costs memory, so fall back to the
-        // automatic choice for very large packs.
-        let build = |kind: Option<AhoCorasickKind>| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .kind(kind)
-                .build(&keywords)
-        };
-        let automaton = build(Some(AhoCorasickKind::DFA))
-            .or_else(|_| build(None))
-            .map_err(|e| PackError {
-                file: "(all packs)".into(),
-                rule: None,
-                reason: format!("cannot build the keyword automaton: {e}"),
-            })?;
-        let version = crate::stages::short_version(digest);
-        Ok(RulePack {
-            rules,
-            automaton,
-            keywords,
-            keyword_rule,
-            version,
-        })
-    }
-
     /// The rules, in load order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -375,40 +161,77 @@ impl RulePack {
         self.automaton.memory_usage()
     }
 
-    /// Every rule that fires on `line`, once per rule, with its evidence span.
-    /// Empty when an ignore pattern matches: the line is noise.
-    pub fn scan(&self, line: &str) -> Vec<Hit> {
+    /// Every rule that fires on `text`, once per rule, with its evidence
+    /// span in `text`. A text of several lines is scanned line by line; a line
+    /// an ignore pattern matches is noise and gives no hits, the others do.
+    pub fn scan(&self, text: &str) -> Vec<Hit> {
         let mut hits: Vec<Hit> = Vec::new();
+        let mut offset = 0;
+        for line in text.split('\n') {
+            self.scan_line(line, offset, &mut hits);
+            offset += line.len() + 1;
+        }
+        hits
+    }
+
+    /// True when keyword `pattern` found at `start..end` of `line` counts:
+    /// on token boundaries unless its rule is `substring`, in its own case when
+    /// the rule is `case_sensitive`.
+    fn keyword_fits(
+        &self,
+        rule: &Rule,
+        pattern: usize,
+        line: &[u8],
+        start: usize,
+        end: usize,
+    ) -> bool {
+        let keyword = self.keywords[pattern].as_bytes();
+        if rule.case_sensitive && line.get(start..end) != Some(keyword) {
+            return false;
+        }
+        if rule.substring {
+            return true;
+        }
+        let (Some(first), Some(last)) = (keyword.first(), keyword.last()) else {
+            return false;
+        };
+        let open = !is_token_byte(*first) || start == 0 || !is_token_byte(line[start - 1]);
+        let close = !is_token_byte(*last) || end >= line.len() || !is_token_byte(line[end]);
+        open && close
+    }
+
+    fn scan_line(&self, line: &str, offset: usize, hits: &mut Vec<Hit>) {
+        let before = hits.len();
         let mut checked_regex: Vec<usize> = Vec::new();
         for m in self.automaton.find_overlapping_iter(line) {
-            let rule_index = self.keyword_rule[m.pattern().as_usize()];
+            let pattern = m.pattern().as_usize();
+            let rule_index = self.keyword_rule[pattern];
             if hits.iter().any(|h| h.rule == rule_index) || checked_regex.contains(&rule_index) {
                 continue;
             }
             let rule = &self.rules[rule_index];
-            let hit = match &rule.regex {
-                None => Some(Hit {
-                    rule: rule_index,
-                    start: m.start(),
-                    end: m.end(),
-                }),
+            if !self.keyword_fits(rule, pattern, line.as_bytes(), m.start(), m.end()) {
+                continue;
+            }
+            let span = match &rule.regex {
+                None => Some((m.start(), m.end())),
                 Some(regex) => {
                     checked_regex.push(rule_index);
-                    regex.find(line).map(|r| Hit {
-                        rule: rule_index,
-                        start: r.start(),
-                        end: r.end(),
-                    })
+                    regex.find(line).map(|r| (r.start(), r.end()))
                 }
             };
-            if let Some(hit) = hit {
+            if let Some((start, end)) = span {
                 if rule.kind == RuleKind::Ignore {
-                    return Vec::new();
+                    hits.truncate(before);
+                    return;
                 }
-                hits.push(hit);
+                hits.push(Hit {
+                    rule: rule_index,
+                    start: offset + start,
+                    end: offset + end,
+                });
             }
         }
-        hits
     }
 }
 
@@ -485,55 +308,5 @@ mod tests {
             .scan("[WARNING] templates/: connection refused while rendering")
             .is_empty());
         assert!(!pack.scan("dial tcp: connection refused").is_empty());
-    }
-
-    #[test]
-    fn user_packs_add_override_and_disable_rules_by_id() {
-        let user = "version: 1\nrules:\n  - {id: team.flaky-cache, type: timing, keywords: [\"cache warmup exceeded\"], transient: true}\n  - {id: network.connection-refused, type: application, keywords: [\"connection refused\"]}\n  - {id: resource.oom-killed, enabled: false}\n";
-        let pack = RulePack::load(&[("team.yaml".into(), user.into())]).expect("loads");
-        assert_eq!(
-            types_of(&pack, "cache warmup exceeded after 30s"),
-            vec![FailureType::Timing]
-        );
-        assert_eq!(
-            types_of(&pack, "dial tcp: connection refused"),
-            vec![FailureType::Application],
-            "overridden"
-        );
-        let oom = pack
-            .rules()
-            .iter()
-            .find(|r| r.id == "network.connection-refused")
-            .expect("kept");
-        assert_eq!(oom.file, "team.yaml");
-        assert!(
-            pack.rules().iter().all(|r| r.id != "resource.oom-killed"),
-            "disabled"
-        );
-        assert_ne!(pack.version(), RulePack::default_pack().version());
-    }
-
-    #[test]
-    fn bad_packs_name_the_file_the_rule_and_the_reason() {
-        let cases = [
-            ("version: 1\nrules:\n  - {id: a, type: resource, keywords: []}\n", "rule a: has no keywords"),
-            ("version: 1\nrules:\n  - {id: a, type: resource, keywords: [\" \"]}\n", "rule a: empty keyword"),
-            ("version: 1\nrules:\n  - {id: a, type: weather, keywords: [x]}\n", "rule a: unknown FailureType 'weather'"),
-            ("version: 1\nrules:\n  - {id: a, type: data, keywords: [x], regex: \"(\"}\n", "rule a: invalid regex"),
-            ("version: 1\nrules:\n  - {id: a, type: data, keywords: [x]}\n  - {id: a, type: data, keywords: [y]}\n", "rule a: duplicate rule id"),
-            ("version: 1\nrules:\n  - {id: a, keywords: [x]}\n", "rule a: has no type"),
-            ("version: 1\nignore_patterns:\n  - {id: nope, enabled: false}\n", "rule nope: disables a rule that does not exist"),
-            ("version: 2\nrules: []\n", "unsupported pack version 2"),
-            ("version: 1\nrules:\n  - {id: a, type: data, keywords: [x], wieght: 2}\n", "unknown field `wieght`"),
-        ];
-        for (text, want) in cases {
-            let err = RulePack::load(&[("team.yaml".into(), text.into())])
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.starts_with("team.yaml: ") && err.contains(want),
-                "{err}"
-            );
-        }
     }
 }

@@ -11,7 +11,7 @@
 //!   `observed_at`), so a replay of recorded signals folds exactly as the live
 //!   run did, or it has been open `window_max_ms` on the core's clock.
 
-use super::rules::{Hit, RuleKind, RulePack};
+use super::rules::{Hit, RuleKind, RulePack, Tier};
 use crate::config::CategorizeConfig;
 use crate::domain::*;
 use sha2::{Digest, Sha256};
@@ -62,6 +62,8 @@ pub fn absorb(
                 signal_count: 0,
                 matched_signals: 0,
                 scores: BTreeMap::new(),
+                symptom_scores: BTreeMap::new(),
+                operator_scores: BTreeMap::new(),
                 evidence: Vec::new(),
                 components: Vec::new(),
                 transient_votes: 0,
@@ -187,7 +189,12 @@ fn fold(
             }
             RuleKind::Ignore => continue,
         };
-        *w.scores.entry(failure_type.to_string()).or_insert(0.0) += rule.weight;
+        let scores = match rule.tier {
+            Tier::Operator => &mut w.operator_scores,
+            Tier::Cause => &mut w.scores,
+            Tier::Symptom => &mut w.symptom_scores,
+        };
+        *scores.entry(failure_type.to_string()).or_insert(0.0) += rule.weight;
         if rule.transient {
             w.transient_votes += 1;
         }
@@ -221,23 +228,80 @@ pub fn is_due(window: &CorrelationWindow, config: &CategorizeConfig, now: Millis
         || now - window.opened_at >= config.window_max_ms
 }
 
-/// The failure a closed window reports.
-pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure {
-    let mut ranked: Vec<(FailureType, f64)> = window
-        .scores
-        .iter()
-        .filter_map(|(t, s)| t.parse::<FailureType>().ok().map(|t| (t, *s)))
-        .collect();
+/// Scores at or above this share of the best score are close: among them the
+/// TAXONOMY tie-break order decides, not the exact sum.
+pub const CLOSE_SCORE_SHARE: f64 = 0.75;
+
+/// The highest confidence a verdict from symptoms alone reports.
+pub const SYMPTOM_CONFIDENCE: f64 = 0.4;
+
+/// Confidence of a failed CI run whose text matched no rule.
+pub const UNMATCHED_CI_CONFIDENCE: f64 = 0.2;
+
+/// The scores that decide: operator actions over causes over symptoms
+/// (TAXONOMY "Tie-break order"), with the tier they come from.
+fn deciding_scores(window: &CorrelationWindow) -> Option<(Tier, Vec<(FailureType, f64)>)> {
+    [
+        (Tier::Operator, &window.operator_scores),
+        (Tier::Cause, &window.scores),
+        (Tier::Symptom, &window.symptom_scores),
+    ]
+    .into_iter()
+    .map(|(tier, scores)| {
+        let ranked: Vec<(FailureType, f64)> = scores
+            .iter()
+            .filter(|(_, s)| **s > 0.0)
+            .filter_map(|(t, s)| t.parse::<FailureType>().ok().map(|t| (t, *s)))
+            .collect();
+        (tier, ranked)
+    })
+    .find(|(_, ranked)| !ranked.is_empty())
+}
+
+/// Orders `ranked` so the winner comes first: the tie-break order among the
+/// types whose score is close to the best, then everything else by score.
+fn rank(ranked: &mut [(FailureType, f64)]) {
+    let best = ranked.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+    let close = |s: f64| s >= best * CLOSE_SCORE_SHARE;
     ranked.sort_by(|a, b| {
-        b.1.partial_cmp(&a.1)
-            .unwrap_or(std::cmp::Ordering::Equal)
+        close(b.1)
+            .cmp(&close(a.1))
+            .then_with(|| match close(a.1) {
+                true => a.0.tie_break_rank().cmp(&b.0.tie_break_rank()),
+                false => std::cmp::Ordering::Equal,
+            })
+            .then(b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal))
             .then(a.0.tie_break_rank().cmp(&b.0.tie_break_rank()))
     });
-    let total: f64 = ranked.iter().map(|(_, s)| s).sum();
+}
+
+/// The failure a closed window reports.
+pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure {
     let mut evidence = window.evidence.clone();
-    let (failure_type, confidence) = match ranked.first() {
-        Some((t, s)) if total > 0.0 => (*t, s / total),
-        _ => {
+    let (failure_type, confidence, runner_up, tier) = match deciding_scores(window) {
+        Some((tier, mut ranked)) => {
+            rank(&mut ranked);
+            let total: f64 = ranked.iter().map(|(_, s)| s).sum();
+            let share = ranked[0].1 / total;
+            let confidence = match tier {
+                Tier::Symptom => share * SYMPTOM_CONFIDENCE,
+                _ => share,
+            };
+            // The runner-up is the best of the others: kept when its score is
+            // at least half the winner's, or when the tie-break order, not the
+            // score, put the winner first.
+            let runner_up = ranked
+                .iter()
+                .skip(1)
+                .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+                .filter(|(_, s)| *s >= ranked[0].1 * 0.5)
+                .map(|(t, s)| RunnerUp {
+                    failure_type: *t,
+                    confidence: (s / total * 1000.0).round() / 1000.0,
+                });
+            (ranked[0].0, confidence, runner_up, Some(tier))
+        }
+        None => {
             // A failed CI run whose text matched nothing: application, low confidence.
             evidence.push(Evidence {
                 rule_id: "medic.ci-failure-unmatched".into(),
@@ -248,21 +312,21 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
                 signal_id: String::new(),
                 weight: 0.0,
             });
-            (FailureType::Application, 0.2)
+            (
+                FailureType::Application,
+                UNMATCHED_CI_CONFIDENCE,
+                None,
+                None,
+            )
         }
     };
-    let runner_up = ranked
-        .get(1)
-        .filter(|(_, s)| total > 0.0 && *s / total >= confidence * 0.5)
-        .map(|(t, s)| RunnerUp {
-            failure_type: *t,
-            confidence: s / total,
-        });
+    let rule_of = |id: &str| pack.rules().iter().find(|r| r.id == id);
+    // The evidence that decided: the winner's type, from the deciding tier.
     let winning: Vec<&Evidence> = evidence
         .iter()
         .filter(|e| e.failure_type == failure_type)
+        .filter(|e| tier.is_none_or(|t| rule_of(&e.rule_id).is_none_or(|r| r.tier == t)))
         .collect();
-    let rule_of = |id: &str| pack.rules().iter().find(|r| r.id == id);
     let transient_weight: f64 = winning
         .iter()
         .filter(|e| rule_of(&e.rule_id).is_some_and(|r| r.transient))
@@ -273,12 +337,16 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
         || (winning_weight > 0.0 && transient_weight * 2.0 >= winning_weight);
     let summary = match winning.first() {
         Some(e) if !e.matched.is_empty() => format!(
-            "{failure_type}: \"{}\" ({}){}",
+            "{failure_type}: \"{}\" ({}){}{}",
             e.matched,
             e.rule_id,
             match winning.len() {
                 1 => String::new(),
                 n => format!(" and {} more rules", n - 1),
+            },
+            match tier {
+                Some(Tier::Symptom) => "; failure wording only, no cause recognised",
+                _ => "",
             }
         ),
         _ => format!("{failure_type}: CI run failed with no recognised error text"),

@@ -1,0 +1,81 @@
+//! Prints categorization figures on the development corpus, and on `train`
+//! the items medic gets wrong, for whoever writes rules.
+//!
+//! ```text
+//! cargo run --release --example corpus_report -- train --misses
+//! cargo run --release --example corpus_report -- dev
+//! ```
+//!
+//! `dev` prints figures only, never an item: rules are written from `train`
+//! (`tests/data/corpus/README.md`).
+
+use medic::domain::FailureType;
+use medic::stages::categorize::evaluate::Evaluation;
+use medic::stages::categorize::offline::failure_of_lines;
+use medic::stages::categorize::rules::RulePack;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Item {
+    id: String,
+    text: String,
+    #[serde(rename = "type")]
+    failure_type: FailureType,
+    transient: bool,
+    why: String,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let split = args.first().map(String::as_str).unwrap_or("train");
+    let misses = args.iter().any(|a| a == "--misses");
+    if !matches!(split, "train" | "dev") {
+        return Err(format!("split must be train or dev, not {split:?}").into());
+    }
+    if misses && split == "dev" {
+        return Err("dev items are not printed: rules are written from train only".into());
+    }
+    let path = format!(
+        "{}/tests/data/corpus/{split}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let pack = RulePack::default_pack();
+    let mut eval = Evaluation::default();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let item: Item =
+            serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        let failure = failure_of_lines(&pack, "unknown", item.text.lines());
+        let got = failure.as_ref().map(|f| f.failure_type);
+        let transient = failure.as_ref().is_some_and(|f| f.transient);
+        eval.add(item.failure_type, item.transient, got, transient);
+        if misses && (got != Some(item.failure_type) || transient != item.transient) {
+            let rules: Vec<String> = failure
+                .iter()
+                .flat_map(|f| &f.evidence)
+                .map(|e| format!("{}={}", e.rule_id, e.failure_type))
+                .collect();
+            println!(
+                "== {} label {}{} got {}{} [{}]\n   why: {}\n{}\n",
+                item.id,
+                item.failure_type,
+                if item.transient { "/t" } else { "" },
+                got.map_or("-".to_string(), |t| t.to_string()),
+                if transient { "/t" } else { "" },
+                rules.join(" "),
+                item.why,
+                item.text
+                    .lines()
+                    .map(|l| format!("   | {}", l.chars().take(220).collect::<String>()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    println!("{}", eval.report(split));
+    Ok(())
+}
