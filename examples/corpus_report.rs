@@ -3,10 +3,14 @@
 //!
 //! ```text
 //! cargo run --release --example corpus_report -- train --misses
+//! cargo run --release --example corpus_report -- train --misses --from-disk --ecosystem go,rust
 //! cargo run --release --example corpus_report -- dev
 //! ```
 //!
-//! `dev` prints figures only, never an item: rules are written from `train`
+//! `--from-disk` reads the default pack from `src/stages/categorize/` instead
+//! of the copy compiled in, so an edited pack file is measured without a
+//! rebuild. `--ecosystem` keeps the items of those ecosystems only. `dev`
+//! prints figures only, never an item: rules are written from `train`
 //! (`tests/data/corpus/README.md`).
 
 use medic::domain::FailureType;
@@ -19,6 +23,7 @@ use serde::Deserialize;
 struct Item {
     id: String,
     text: String,
+    ecosystem: String,
     #[serde(rename = "type")]
     failure_type: FailureType,
     transient: bool,
@@ -29,6 +34,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let split = args.first().map(String::as_str).unwrap_or("train");
     let misses = args.iter().any(|a| a == "--misses");
+    let from_disk = args.iter().any(|a| a == "--from-disk");
+    let ecosystems: Vec<String> = args
+        .iter()
+        .position(|a| a == "--ecosystem")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
     if !matches!(split, "train" | "dev") {
         return Err(format!("split must be train or dev, not {split:?}").into());
     }
@@ -40,7 +52,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    let pack = RulePack::default_pack();
+    let pack = if from_disk {
+        RulePack::default_pack_from(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stages/categorize"),
+        )?
+    } else {
+        RulePack::default_pack()
+    };
     let mut eval = Evaluation::default();
     for (n, line) in text
         .lines()
@@ -49,6 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         let item: Item =
             serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        if !ecosystems.is_empty() && !ecosystems.contains(&item.ecosystem) {
+            continue;
+        }
         let failure = failure_of_lines(&pack, "unknown", item.text.lines());
         let got = failure.as_ref().map(|f| f.failure_type);
         let transient = failure.as_ref().is_some_and(|f| f.transient);
@@ -77,5 +98,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("{}", eval.report(split));
+    // Lines from passing runs (tests/data/categorization/healthy.txt) must get no type.
+    let healthy = include_str!("../tests/data/categorization/healthy.txt");
+    for line in healthy
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        if let Some(f) = failure_of_lines(&pack, "unknown", [line]) {
+            let rules: Vec<&str> = f.evidence.iter().map(|e| e.rule_id.as_str()).collect();
+            println!("healthy line given {}: {line} [{}]", f.failure_type, rules.join(" "));
+        }
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Loading rule packs: YAML files parsed, layered (default pack first, user
 //! packs over it by id) and compiled into a [`RulePack`].
 
-use super::rules::{Rule, RuleKind, RulePack, Tier, DEFAULT_PACK};
+use super::rules::{Rule, RuleKind, RulePack, Tier, DEFAULT_PACKS};
 use crate::domain::{Component, FailureType, Severity};
 use aho_corasick::{AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
@@ -108,8 +108,28 @@ impl RulePack {
 
     /// The default pack with `user_packs` (`(file name, text)`) applied in order.
     pub fn load(user_packs: &[(String, String)]) -> Result<RulePack, PackError> {
-        let mut packs = vec![("default_rules.yaml".to_string(), DEFAULT_PACK.to_string())];
+        let mut packs: Vec<(String, String)> = DEFAULT_PACKS
+            .iter()
+            .map(|(file, text)| (file.to_string(), text.to_string()))
+            .collect();
         packs.extend(user_packs.iter().cloned());
+        RulePack::build(&packs)
+    }
+
+    /// The default pack read from its source files under `dir` (the
+    /// `src/stages/categorize` folder of a checkout) instead of the copy
+    /// compiled in, so that a rule writer can edit a pack file and measure
+    /// again without rebuilding.
+    pub fn default_pack_from(dir: &std::path::Path) -> Result<RulePack, PackError> {
+        let mut packs = Vec::with_capacity(DEFAULT_PACKS.len());
+        for (file, _) in DEFAULT_PACKS {
+            let text = std::fs::read_to_string(dir.join(file)).map_err(|e| PackError {
+                file: file.to_string(),
+                rule: None,
+                reason: e.to_string(),
+            })?;
+            packs.push((file.to_string(), text));
+        }
         RulePack::build(&packs)
     }
 

@@ -28,8 +28,48 @@ use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde::Deserialize;
 
-/// The pack compiled into medic.
+/// The main file of the pack compiled into medic: the cause rules.
 pub const DEFAULT_PACK: &str = include_str!("default_rules.yaml");
+
+/// Every file of the pack compiled into medic, in load order, as
+/// `(path under src/stages/categorize/, text)`: the cause rules, the generic
+/// symptom layer, then the rules written from each ecosystem's failures.
+pub const DEFAULT_PACKS: &[(&str, &str)] = &[
+    ("default_rules.yaml", DEFAULT_PACK),
+    ("packs/symptoms.yaml", include_str!("packs/symptoms.yaml")),
+    ("packs/java.yaml", include_str!("packs/java.yaml")),
+    ("packs/python.yaml", include_str!("packs/python.yaml")),
+    (
+        "packs/javascript.yaml",
+        include_str!("packs/javascript.yaml"),
+    ),
+    ("packs/ruby.yaml", include_str!("packs/ruby.yaml")),
+    ("packs/go.yaml", include_str!("packs/go.yaml")),
+    ("packs/rust.yaml", include_str!("packs/rust.yaml")),
+    ("packs/cpp.yaml", include_str!("packs/cpp.yaml")),
+    ("packs/php.yaml", include_str!("packs/php.yaml")),
+    ("packs/dotnet.yaml", include_str!("packs/dotnet.yaml")),
+    ("packs/apple.yaml", include_str!("packs/apple.yaml")),
+    ("packs/haskell.yaml", include_str!("packs/haskell.yaml")),
+    ("packs/elixir.yaml", include_str!("packs/elixir.yaml")),
+    ("packs/docker.yaml", include_str!("packs/docker.yaml")),
+    ("packs/terraform.yaml", include_str!("packs/terraform.yaml")),
+    (
+        "packs/helm-gitops.yaml",
+        include_str!("packs/helm-gitops.yaml"),
+    ),
+    (
+        "packs/kubernetes.yaml",
+        include_str!("packs/kubernetes.yaml"),
+    ),
+    ("packs/database.yaml", include_str!("packs/database.yaml")),
+    ("packs/ci-runner.yaml", include_str!("packs/ci-runner.yaml")),
+    (
+        "packs/tls-dns-proxy.yaml",
+        include_str!("packs/tls-dns-proxy.yaml"),
+    ),
+    ("packs/cloud-api.yaml", include_str!("packs/cloud-api.yaml")),
+];
 
 /// What a rule does when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
