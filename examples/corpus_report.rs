@@ -4,12 +4,13 @@
 //! ```text
 //! cargo run --release --example corpus_report -- train --misses
 //! cargo run --release --example corpus_report -- train --misses --from-disk --ecosystem go,rust
-//! cargo run --release --example corpus_report -- dev
+//! cargo run --release --example corpus_report -- dev [--rules-only]
 //! ```
 //!
 //! `--from-disk` reads the default pack from `src/stages/categorize/` instead
-//! of the copy compiled in, so an edited pack file is measured without a
-//! rebuild. `--ecosystem` keeps the items of those ecosystems only. `dev`
+//! of the copy compiled in (the model too, from `model.tsv`), so an edited
+//! pack file is measured without a rebuild. `--rules-only` leaves the learned
+//! model out. `--ecosystem` keeps the items of those ecosystems only. `dev`
 //! prints figures only, never an item: rules are written from `train`
 //! (`tests/data/corpus/README.md`).
 
@@ -35,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let split = args.first().map(String::as_str).unwrap_or("train");
     let misses = args.iter().any(|a| a == "--misses");
     let from_disk = args.iter().any(|a| a == "--from-disk");
+    let rules_only = args.iter().any(|a| a == "--rules-only");
     let ecosystems: Vec<String> = args
         .iter()
         .position(|a| a == "--ecosystem")
@@ -58,6 +60,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?
     } else {
         RulePack::default_pack()
+    };
+    let pack = if rules_only {
+        pack.without_model()
+    } else {
+        pack
     };
     let mut eval = Evaluation::default();
     for (n, line) in text
@@ -106,7 +113,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         if let Some(f) = failure_of_lines(&pack, "unknown", [line]) {
             let rules: Vec<&str> = f.evidence.iter().map(|e| e.rule_id.as_str()).collect();
-            println!("healthy line given {}: {line} [{}]", f.failure_type, rules.join(" "));
+            println!(
+                "healthy line given {}: {line} [{}]",
+                f.failure_type,
+                rules.join(" ")
+            );
         }
     }
     Ok(())

@@ -219,6 +219,10 @@ pub struct CorrelationWindow {
     /// over every cause.
     #[serde(default)]
     pub operator_scores: BTreeMap<String, f64>,
+    /// Word and word-pair counts of the window's lines, for the learned
+    /// model; at most `MAX_MODEL_FEATURES` distinct features.
+    #[serde(default)]
+    pub model_features: BTreeMap<String, f64>,
     pub evidence: Vec<Evidence>,
     pub components: Vec<Component>,
     pub transient_votes: i64,

@@ -8,6 +8,13 @@ use regex::Regex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use super::model::Model;
+
+/// The compiled-in model, parsed once per process.
+static DEFAULT_MODEL_ONCE: LazyLock<Arc<Model>> =
+    LazyLock::new(|| Arc::new(Model::default_model()));
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +120,9 @@ impl RulePack {
             .map(|(file, text)| (file.to_string(), text.to_string()))
             .collect();
         packs.extend(user_packs.iter().cloned());
-        RulePack::build(&packs)
+        let mut pack = RulePack::build(&packs)?;
+        pack.model = Some(DEFAULT_MODEL_ONCE.clone());
+        Ok(pack)
     }
 
     /// The default pack read from its source files under `dir` (the
@@ -130,7 +139,20 @@ impl RulePack {
             })?;
             packs.push((file.to_string(), text));
         }
-        RulePack::build(&packs)
+        let mut pack = RulePack::build(&packs)?;
+        let file = dir.join("model.tsv");
+        let text = std::fs::read_to_string(&file).map_err(|e| PackError {
+            file: file.display().to_string(),
+            rule: None,
+            reason: e.to_string(),
+        })?;
+        let model = Model::parse(&text).map_err(|reason| PackError {
+            file: file.display().to_string(),
+            rule: None,
+            reason,
+        })?;
+        pack.model = Some(Arc::new(model));
+        Ok(pack)
     }
 
     /// Reads user pack files from disk and loads them over the default pack.
@@ -300,6 +322,7 @@ impl RulePack {
             keywords,
             keyword_rule,
             version,
+            model: None,
         })
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod evaluate;
 pub mod load;
+pub mod model;
 pub mod offline;
 pub mod rules;
 pub mod window;

@@ -170,6 +170,8 @@ pub struct RulePack {
     /// Keyword index → rule index.
     pub(super) keyword_rule: Vec<usize>,
     pub(super) version: String,
+    /// The learned second opinion, when the pack carries one.
+    pub(super) model: Option<std::sync::Arc<super::model::Model>>,
 }
 
 /// A byte that continues a token: letters, digits, `_`.
@@ -186,6 +188,23 @@ impl RulePack {
     /// Short hash of every pack's name and text, carried by every result.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The learned model consulted when no cause rule matched.
+    pub fn model(&self) -> Option<&super::model::Model> {
+        self.model.as_deref()
+    }
+
+    /// The same rules with `model` as the learned second opinion.
+    pub fn with_model(mut self, model: super::model::Model) -> RulePack {
+        self.model = Some(std::sync::Arc::new(model));
+        self
+    }
+
+    /// The same rules with no learned model: verdicts from rules alone.
+    pub fn without_model(mut self) -> RulePack {
+        self.model = None;
+        self
     }
 
     /// Every keyword with the index of its rule.

@@ -11,6 +11,7 @@
 //!   `observed_at`), so a replay of recorded signals folds exactly as the live
 //!   run did, or it has been open `window_max_ms` on the core's clock.
 
+use super::model;
 use super::rules::{Hit, RuleKind, RulePack, Tier};
 use crate::config::CategorizeConfig;
 use crate::domain::*;
@@ -64,6 +65,7 @@ pub fn absorb(
                 scores: BTreeMap::new(),
                 symptom_scores: BTreeMap::new(),
                 operator_scores: BTreeMap::new(),
+                model_features: BTreeMap::new(),
                 evidence: Vec::new(),
                 components: Vec::new(),
                 transient_votes: 0,
@@ -155,6 +157,9 @@ fn fold(
     if signal.kind == SignalKind::Ci && !w.components.contains(&Component::CiPipeline) {
         w.components.push(Component::CiPipeline);
     }
+    if pack.model().is_some() {
+        count_model_features(w, &signal.text);
+    }
     if !matters {
         return;
     }
@@ -222,6 +227,28 @@ fn fold(
     }
 }
 
+/// Distinct features a window keeps for the learned model: enough for any
+/// excerpt a person would read, bounded so a crash loop of ten thousand
+/// different lines cannot grow the changelog record.
+pub const MAX_MODEL_FEATURES: usize = 512;
+
+fn count_model_features(w: &mut CorrelationWindow, text: &str) {
+    let mut line = BTreeMap::new();
+    for l in text.lines() {
+        model::count_features(l, &mut line);
+    }
+    for (feature, n) in line {
+        let room = w.model_features.len() < MAX_MODEL_FEATURES;
+        match w.model_features.get_mut(&feature) {
+            Some(c) => *c += n,
+            None if room => {
+                w.model_features.insert(feature, n);
+            }
+            None => {}
+        }
+    }
+}
+
 /// True when the window should close at `now`.
 pub fn is_due(window: &CorrelationWindow, config: &CategorizeConfig, now: Millis) -> bool {
     now - window.touched_at >= config.window_quiet_ms
@@ -275,6 +302,45 @@ fn rank(ranked: &mut [(FailureType, f64)]) {
     });
 }
 
+/// The least probability at which the learned model's verdict replaces a
+/// verdict from symptoms alone.
+pub const MODEL_MIN_PROBABILITY: f64 = 0.5;
+
+/// A model verdict's confidence is its probability times this: a second
+/// opinion never claims the certainty of a matched cause.
+pub const MODEL_CONFIDENCE: f64 = 0.6;
+
+/// The id model evidence carries.
+pub const MODEL_EVIDENCE_ID: &str = "medic.model";
+
+/// The learned model's verdict, asked only when no operator or cause rule
+/// decided, and taken only when it is sure enough.
+fn second_opinion(
+    window: &CorrelationWindow,
+    pack: &RulePack,
+    tier: Option<Tier>,
+) -> Option<model::Opinion> {
+    if !matches!(tier, None | Some(Tier::Symptom)) {
+        return None;
+    }
+    pack.model()?
+        .opinion(&window.model_features)
+        .filter(|o| o.probability >= MODEL_MIN_PROBABILITY)
+}
+
+/// Evidence for a model verdict: the features that weighed most.
+fn model_evidence(opinion: &model::Opinion) -> Evidence {
+    Evidence {
+        rule_id: MODEL_EVIDENCE_ID.into(),
+        failure_type: opinion.failure_type,
+        matched: excerpt(&opinion.top_features.join(", ")),
+        span_start: 0,
+        span_end: 0,
+        signal_id: String::new(),
+        weight: (opinion.probability * 1000.0).round() / 1000.0,
+    }
+}
+
 /// The failure a closed window reports.
 pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure {
     let mut evidence = window.evidence.clone();
@@ -320,6 +386,20 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
             )
         }
     };
+    let (failure_type, confidence, runner_up, tier, by_model) =
+        match second_opinion(window, pack, tier) {
+            Some(opinion) if opinion.failure_type != failure_type || tier.is_none() => {
+                evidence.insert(0, model_evidence(&opinion));
+                let runner_up = Some(RunnerUp {
+                    failure_type,
+                    confidence: (confidence * 1000.0).round() / 1000.0,
+                })
+                .filter(|r| r.failure_type != opinion.failure_type);
+                let confidence = opinion.probability * MODEL_CONFIDENCE;
+                (opinion.failure_type, confidence, runner_up, None, true)
+            }
+            _ => (failure_type, confidence, runner_up, tier, false),
+        };
     let rule_of = |id: &str| pack.rules().iter().find(|r| r.id == id);
     // The evidence that decided: the winner's type, from the deciding tier.
     let winning: Vec<&Evidence> = evidence
@@ -332,7 +412,11 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
         .filter(|e| rule_of(&e.rule_id).is_some_and(|r| r.transient))
         .map(|e| e.weight)
         .sum();
-    let winning_weight: f64 = winning.iter().map(|e| e.weight).sum();
+    let winning_weight: f64 = winning
+        .iter()
+        .filter(|e| rule_of(&e.rule_id).is_some())
+        .map(|e| e.weight)
+        .sum();
     let transient = window.auto_recoverable
         || (winning_weight > 0.0 && transient_weight * 2.0 >= winning_weight);
     let summary = match winning.first() {
@@ -344,8 +428,9 @@ pub fn close(window: &CorrelationWindow, pack: &RulePack) -> CategorizedFailure 
                 1 => String::new(),
                 n => format!(" and {} more rules", n - 1),
             },
-            match tier {
-                Some(Tier::Symptom) => "; failure wording only, no cause recognised",
+            match (tier, by_model) {
+                (_, true) => "; no cause rule matched, the learned model's verdict",
+                (Some(Tier::Symptom), _) => "; failure wording only, no cause recognised",
                 _ => "",
             }
         ),
