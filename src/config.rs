@@ -226,6 +226,9 @@ pub struct CategorizeConfig {
     /// Rule packs applied over the built-in one, in order: a rule with an
     /// existing id replaces it, `enabled: false` removes it.
     pub rule_packs: Vec<PathBuf>,
+    /// How often the most frequent shapes of failing deployments' unmatched
+    /// lines are logged, in milliseconds; 0 turns the report off.
+    pub unknown_report_ms: i64,
 }
 
 impl Default for CategorizeConfig {
@@ -235,6 +238,7 @@ impl Default for CategorizeConfig {
             window_max_ms: 300_000,
             max_evidence: 32,
             rule_packs: Vec::new(),
+            unknown_report_ms: 300_000,
         }
     }
 }

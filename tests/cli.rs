@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use medic::domain::*;
 use medic::stages::StageName;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -322,4 +322,58 @@ fn strategies_list_and_simulate_read_the_cluster() {
         .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("0 inputs: 0 failures"), "{text}");
+}
+
+/// `medic categorize --input` reads what log shippers already put in Kafka:
+/// Fluent Bit's `log`, Vector's `message` with Kubernetes metadata, Filebeat's
+/// `@metadata` records and medic's own objects, unknown fields ignored; a
+/// record with no text gets an error line, and the others still get results.
+#[test]
+fn categorize_input_reads_shipper_records_as_ingest_does() {
+    let records = [
+            r#"{"log":"dial tcp 10.0.0.7:5432: connect: connection refused\n","stream":"stderr","time":"2026-12-04T10:00:00Z","kubernetes":{"pod_name":"checkout-7d9f8b6c5-x2x9q","namespace_name":"production"}}"#,
+            r#"{"message":"Error: INSTALLATION FAILED: another operation (install/upgrade/rollback) is in progress","kubernetes":{"pod_namespace":"staging"},"source_type":"kubernetes_logs"}"#,
+            r#"{"@timestamp":"2026-12-04T10:00:00Z","@metadata":{"beat":"filebeat"},"message":"java.lang.OutOfMemoryError: Java heap space","host":{"name":"n1"}}"#,
+            r#"{"message":"x509: certificate has expired or is not yet valid","environment":"production"}"#,
+            r#"{"stream":"stdout","time":"2026-12-04T10:00:00Z"}"#,
+    ]
+    .join("\n");
+    let mut child = medic()
+        .args(["categorize", "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(records.as_bytes())
+        .expect("writes");
+    let out = child.wait_with_output().expect("exits");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let types: Vec<&str> = rows
+        .iter()
+        .map(|r| r["failure_type"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        types,
+        ["network", "human_error", "resource", "security", "-"]
+    );
+    assert!(
+        rows[4]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no message text")),
+        "{}",
+        rows[4]
+    );
 }

@@ -10,6 +10,7 @@ pub mod load;
 pub mod model;
 pub mod offline;
 pub mod rules;
+pub mod unknown;
 pub mod window;
 
 use crate::codec;
@@ -38,6 +39,8 @@ pub struct Categorize {
     /// Set by a restore: the next timer restarts the quiet time of every
     /// window, so that the time its partition had no owner does not count.
     restored: bool,
+    /// Failing deployments' lines no rule matched, for the live report.
+    unknown: unknown::UnknownLines,
 }
 
 impl Categorize {
@@ -49,6 +52,7 @@ impl Categorize {
             pack,
             windows: BTreeMap::new(),
             restored: false,
+            unknown: unknown::UnknownLines::default(),
         }
     }
 
@@ -67,6 +71,14 @@ impl Categorize {
         let hits = self.pack.scan(&signal.text);
         let mut actions = Vec::new();
         if let Some(slot) = self.windows.get_mut(key) {
+            let typed = hits
+                .iter()
+                .any(|h| self.pack.rules()[h.rule].failure_type().is_some());
+            if !typed && signal.kind == crate::domain::SignalKind::Log {
+                for line in signal.text.lines().filter(|l| !l.trim().is_empty()) {
+                    self.unknown.record(line, now);
+                }
+            }
             // Saturating: `observed_at` is whatever time the record carried.
             if signal.observed_at.saturating_sub(slot.window.first_seen) < self.config.window_max_ms
             {
@@ -191,6 +203,14 @@ impl Processor for Categorize {
         let mut actions = Vec::with_capacity(due.len() * 2);
         for key in due {
             actions.extend(self.close(&key)?);
+        }
+        if let Some((top, total)) = self.unknown.report(now, self.config.unknown_report_ms) {
+            let shapes: Vec<String> = top.iter().map(|(s, n)| format!("{n} × {s}")).collect();
+            tracing::info!(
+                unmatched_lines = total,
+                top_shapes = %shapes.join(" | "),
+                "lines of failing deployments that no rule matched (add rules for these: docs/categorization.md)"
+            );
         }
         Ok(actions)
     }

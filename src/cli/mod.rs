@@ -1,5 +1,7 @@
 //! Command-line interface.
 
+mod categorize;
+
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use medic::app;
@@ -18,7 +20,7 @@ use medic::stages::decide::{render, select, Decide};
 use medic::stages::Processor;
 use medic::stages::StageName;
 use medic::topics::{self, Topics};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -448,7 +450,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut packs = config.categorize.rule_packs.clone();
             packs.extend(rule_packs);
             let pack = RulePack::load_files(&packs)?;
-            categorize_command(&pack, message, input, unmatched, environment, top)
+            categorize::command(
+                &pack,
+                &config.ingest,
+                message,
+                input,
+                unmatched,
+                environment,
+                top,
+            )
         }
         Command::Plan {
             message,
@@ -728,116 +738,13 @@ fn parse_time(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("'{text}' is not an RFC 3339 time, e.g. 2026-11-29T08:00:00Z"))
 }
 
-fn read_input(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead>> {
+pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdin().lock()));
     }
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Box::new(std::io::BufReader::new(file)))
-}
-
-fn categorize_command(
-    pack: &RulePack,
-    message: Option<String>,
-    input: Option<PathBuf>,
-    unmatched: Option<PathBuf>,
-    environment: Option<String>,
-    top: usize,
-) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if let Some(path) = input {
-        for (n, line) in read_input(&path)?.lines().enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            let record = match offline::OfflineInput::parse_line(&line) {
-                Ok(input) => {
-                    let mut value = serde_json::to_value(offline::categorize(pack, &input))?;
-                    value["line"] = serde_json::json!(n + 1);
-                    value
-                }
-                Err(error) => serde_json::json!({"line": n + 1, "error": error}),
-            };
-            writeln!(out, "{record}")?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Some(path) = unmatched {
-        let lines: Vec<String> = read_input(&path)?.lines().collect::<Result<_, _>>()?;
-        let shapes = offline::unmatched_shapes(pack, lines.iter().map(String::as_str));
-        let total: usize = shapes.iter().map(|s| s.1).sum();
-        writeln!(
-            out,
-            "{total} of {} lines matched no rule; {} shapes, most frequent first:",
-            lines.len(),
-            shapes.len()
-        )?;
-        for (shape, count, example) in shapes.iter().take(top) {
-            writeln!(out, "{count:>7}  {shape}")?;
-            if example != shape {
-                writeln!(out, "         e.g. {example}")?;
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let Some(message) = message else {
-        bail!("give a MESSAGE, --input FILE or --unmatched FILE (see medic categorize --help)");
-    };
-    let input = offline::OfflineInput {
-        message,
-        environment,
-        ..Default::default()
-    };
-    let r = offline::categorize(pack, &input);
-    let Some(failure_type) = r.failure_type else {
-        writeln!(
-            out,
-            "no rule matched: medic reports no failure for this text (rule pack {})",
-            r.rule_pack_version
-        )?;
-        return Ok(ExitCode::SUCCESS);
-    };
-    writeln!(
-        out,
-        "type        {failure_type} (confidence {:.2})",
-        r.confidence
-    )?;
-    if let Some(ru) = &r.runner_up {
-        writeln!(
-            out,
-            "runner-up   {} (confidence {:.2})",
-            ru.failure_type, ru.confidence
-        )?;
-    }
-    if let Some(severity) = r.severity {
-        writeln!(
-            out,
-            "severity    {severity} (environment {})",
-            input.environment.as_deref().unwrap_or("unknown")
-        )?;
-    }
-    writeln!(
-        out,
-        "transient   {}",
-        if r.transient { "yes" } else { "no" }
-    )?;
-    let components: Vec<&str> = r.components.iter().map(|c| c.as_str()).collect();
-    writeln!(out, "components  {}", components.join(", "))?;
-    for e in &r.evidence {
-        writeln!(
-            out,
-            "evidence    {} ({}, weight {}): {:?} at {}..{}",
-            e.rule_id, e.failure_type, e.weight, e.matched, e.span_start, e.span_end
-        )?;
-    }
-    for p in &r.pattern_hits {
-        writeln!(
-            out,
-            "pattern     {} ({}): {:?}",
-            p.rule_id, p.section, p.matched
-        )?;
-    }
-    writeln!(out, "rule pack   {}", r.rule_pack_version)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Binds the bridge's listener, so that a taken port fails before anything starts.
