@@ -38,10 +38,10 @@ struct Floors {
 
 /// Dev may not drop below these (set from what the pack reaches).
 const DEV: Floors = Floors {
-    coverage: 0.65,
-    accuracy: 0.50,
-    macro_f1: 0.55,
-    transient_f1: 0.50,
+    coverage: 0.90,
+    accuracy: 0.79,
+    macro_f1: 0.83,
+    transient_f1: 0.81,
 };
 
 fn load(split: &str) -> Vec<Item> {

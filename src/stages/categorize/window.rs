@@ -157,7 +157,9 @@ fn fold(
     if signal.kind == SignalKind::Ci && !w.components.contains(&Component::CiPipeline) {
         w.components.push(Component::CiPipeline);
     }
-    if pack.model().is_some() {
+    // The model reads only lines a typed rule matched: the failure wording
+    // and its neighbours' words, not every healthy line a window absorbs.
+    if typed && pack.model().is_some() {
         count_model_features(w, &signal.text);
     }
     if !matters {
