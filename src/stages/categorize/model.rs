@@ -108,10 +108,7 @@ pub fn text_features(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// `(feature, value)` for the features in `known`, unit length.
-fn vector<'a>(
-    counts: &'a BTreeMap<String, f64>,
-    known: impl Fn(&str) -> bool,
-) -> Vec<(&'a str, f64)> {
+fn vector(counts: &BTreeMap<String, f64>, known: impl Fn(&str) -> bool) -> Vec<(&str, f64)> {
     let mut v: Vec<(&str, f64)> = counts
         .iter()
         .filter(|(f, c)| **c > 0.0 && known(f))
