@@ -298,11 +298,15 @@ impl RulePack {
 mod tests {
     use super::*;
 
+    /// The types the non-symptom rules give a line: the symptom layer
+    /// (error banners, exit codes) says only that something failed.
     fn types_of(pack: &RulePack, line: &str) -> Vec<FailureType> {
         let mut t: Vec<_> = pack
             .scan(line)
             .iter()
-            .filter_map(|h| pack.rules()[h.rule].failure_type())
+            .map(|h| &pack.rules()[h.rule])
+            .filter(|r| r.tier != Tier::Symptom)
+            .filter_map(|r| r.failure_type())
             .collect();
         t.dedup();
         t
@@ -338,11 +342,18 @@ mod tests {
             ("x509: certificate has expired or is not yet valid", FailureType::Security),
             ("FAILED: Target database is not up to date.", FailureType::Data),
             ("rpc error: code = DeadlineExceeded desc = context deadline exceeded", FailureType::Timing),
-            ("Back-off restarting failed container checkout in pod checkout-7d9f", FailureType::Application),
+            ("error: eslint found 3 problems in src/cart.ts, lint failed", FailureType::Application),
             ("Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress", FailureType::HumanError),
         ] {
             assert_eq!(types_of(&pack, line), vec![want], "{line}");
         }
+        // A crash loop says the application failed, not why: a symptom.
+        let line = "Back-off restarting failed container checkout in pod checkout-7d9f";
+        let hits = pack.scan(line);
+        assert!(hits
+            .iter()
+            .all(|h| pack.rules()[h.rule].tier == Tier::Symptom));
+        assert!(!hits.is_empty());
     }
 
     #[test]
@@ -353,9 +364,12 @@ mod tests {
         assert!(types_of(&pack, "the file does not exist").is_empty());
         let line = "ERROR: relation \"orders\" does not exist";
         let hits = pack.scan(line);
-        assert_eq!(pack.rules()[hits[0].rule].id, "data.missing-relation");
+        let relation = hits
+            .iter()
+            .find(|h| pack.rules()[h.rule].id == "data.missing-relation")
+            .expect("the relation rule matches");
         assert_eq!(
-            &line[hits[0].start..hits[0].end],
+            &line[relation.start..relation.end],
             "relation \"orders\" does not exist"
         );
     }
