@@ -4,8 +4,13 @@
 //! ```text
 //! cargo run --release --example corpus_report -- train --misses
 //! cargo run --release --example corpus_report -- train --misses --from-disk --ecosystem go,rust
-//! cargo run --release --example corpus_report -- dev [--rules-only]
+//! cargo run --release --example corpus_report -- dev [--rules-only] [--lines]
 //! ```
+//!
+//! Items go through the categorize stage as medic receives them: a CI item as
+//! its failed run's webhook event carrying the excerpt, a runtime item as log
+//! lines. `--lines` sends every item as bare log lines instead, with no CI
+//! verdict.
 //!
 //! `--from-disk` reads the default pack from `src/stages/categorize/` instead
 //! of the copy compiled in (the model too, from `model.tsv`), so an edited
@@ -14,22 +19,13 @@
 //! prints figures only, never an item: rules are written from `train`
 //! (`tests/data/corpus/README.md`).
 
-use medic::domain::FailureType;
+#[path = "../tests/common/corpus.rs"]
+mod corpus;
+
+use corpus::Delivery;
 use medic::stages::categorize::evaluate::Evaluation;
 use medic::stages::categorize::offline::failure_of_lines;
 use medic::stages::categorize::rules::RulePack;
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Item {
-    id: String,
-    text: String,
-    ecosystem: String,
-    #[serde(rename = "type")]
-    failure_type: FailureType,
-    transient: bool,
-    why: String,
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let misses = args.iter().any(|a| a == "--misses");
     let from_disk = args.iter().any(|a| a == "--from-disk");
     let rules_only = args.iter().any(|a| a == "--rules-only");
+    let delivery = if args.iter().any(|a| a == "--lines") {
+        Delivery::Lines
+    } else {
+        Delivery::AsReceived
+    };
     let ecosystems: Vec<String> = args
         .iter()
         .position(|a| a == "--ecosystem")
@@ -49,11 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if misses && split == "dev" {
         return Err("dev items are not printed: rules are written from train only".into());
     }
-    let path = format!(
-        "{}/tests/data/corpus/{split}.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let items = corpus::load(split)?;
     let pack = if from_disk {
         RulePack::default_pack_from(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stages/categorize"),
@@ -67,17 +64,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pack
     };
     let mut eval = Evaluation::default();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let item: Item =
-            serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+    for item in &items {
         if !ecosystems.is_empty() && !ecosystems.contains(&item.ecosystem) {
             continue;
         }
-        let failure = failure_of_lines(&pack, "unknown", item.text.lines());
+        let failure = corpus::failure(&pack, item, delivery);
         let got = failure.as_ref().map(|f| f.failure_type);
         let transient = failure.as_ref().is_some_and(|f| f.transient);
         eval.add(item.failure_type, item.transient, got, transient);

@@ -8,31 +8,19 @@
 //!
 //! Only `tests/data/corpus/train.jsonl` is read; dev stays unseen.
 
+#[path = "../tests/common/corpus.rs"]
+mod corpus;
+
+use corpus::Delivery;
 use medic::domain::FailureType;
 use medic::stages::categorize::evaluate::Evaluation;
 use medic::stages::categorize::model::{text_features, Model, Training};
-use medic::stages::categorize::offline::failure_of_lines;
 use medic::stages::categorize::rules::RulePack;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
-
-#[derive(Deserialize, Clone)]
-struct Item {
-    text: String,
-    project: String,
-    #[serde(rename = "type")]
-    failure_type: FailureType,
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = env!("CARGO_MANIFEST_DIR");
-    let path = format!("{root}/tests/data/corpus/train.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    let items: Vec<Item> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let items = corpus::load("train")?;
     // MEDIC_TRAIN="min_items l2 step epochs" tries other settings under --cv.
     let mut settings = Training::default();
     if let Ok(v) = std::env::var("MEDIC_TRAIN") {
@@ -65,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .map(|o| o.failure_type);
                 eval.add(item.failure_type, false, got, false);
                 let verdict = |pack: &RulePack| {
-                    failure_of_lines(pack, "unknown", item.text.lines()).map(|f| f.failure_type)
+                    corpus::failure(pack, item, Delivery::AsReceived).map(|f| f.failure_type)
                 };
                 rules.add(item.failure_type, false, verdict(&pack), false);
                 let with = pack.clone().with_model(model.clone());

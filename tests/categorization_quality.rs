@@ -24,7 +24,7 @@ struct Labelled {
 /// Macro-F1 over the ten types may not drop below this.
 const MACRO_F1_FLOOR: f64 = 0.88;
 /// Share of lines that must get any type at all.
-const COVERAGE_FLOOR: f64 = 0.96;
+const COVERAGE_FLOOR: f64 = 0.92;
 /// Share of transient labels the pack must reproduce.
 const TRANSIENT_AGREEMENT_FLOOR: f64 = 0.93;
 

@@ -4,9 +4,43 @@
 //! left unnamed, and each boundary rule of `TAXONOMY.md` holds — one table
 //! per rule. Texts are tool output as the tools print it.
 
-use medic::domain::{CategorizedFailure, FailureType, FailureType::*};
-use medic::stages::categorize::offline::failure_of_lines;
+use medic::domain::{
+    CategorizedFailure, CiEvent, CiPlatform, CiStatus, FailureType, FailureType::*,
+};
+use medic::stages::categorize::offline::{failure_of_lines, failure_of_signals};
 use medic::stages::categorize::rules::RulePack;
+use medic::stages::ingest::ci_signal;
+
+/// What the stage reports for a failed Jenkins build whose webhook carried
+/// `log` (the notification plugin's `build.log`), as ingest turns it into a
+/// signal.
+fn failed_ci_run(pack: &RulePack, log: &str) -> CategorizedFailure {
+    let event = CiEvent {
+        id: "jenkins-checkout-41".into(),
+        platform: CiPlatform::Jenkins,
+        event_type: "build".into(),
+        status: CiStatus::Failure,
+        service: "checkout".into(),
+        environment: "staging".into(),
+        pipeline: "checkout-deploy".into(),
+        job: None,
+        run_id: "41".into(),
+        run_attempt: 1,
+        commit_sha: None,
+        branch: None,
+        url: None,
+        actor: None,
+        failure_reason: None,
+        failed_steps: Vec::new(),
+        log_excerpt: Some(log.into()),
+        started_at: None,
+        finished_at: Some(1_000),
+        received_at: 1_000,
+        repository: None,
+    };
+    failure_of_signals(pack, ci_signal(&event, "medic.ci.events", 0, 0))
+        .expect("a failed run opens")
+}
 
 fn verdict(pack: &RulePack, text: &str) -> Option<CategorizedFailure> {
     failure_of_lines(pack, "ci", text.lines())
@@ -46,6 +80,45 @@ fn failing_output_with_no_cause_is_application_with_low_confidence() {
         assert!(f.confidence <= 0.4, "{log}: confidence {}", f.confidence);
         assert!(f.summary.contains("no cause recognised"), "{}", f.summary);
     }
+}
+
+#[test]
+fn an_error_level_line_alone_opens_no_failure_but_names_one_in_a_failing_window() {
+    // Healthy services log errors all day: no window, no failure.
+    let line = "2025-11-29T07:06:40Z ERROR checkout: order 81723 rejected by coupon service";
+    assert_eq!(type_of(line), None);
+    assert_eq!(type_of("level=error msg=\"cache refresh skipped\""), None);
+    // In a failed run it is the failure wording there is.
+    let pack = RulePack::default_pack().without_model();
+    let f = failed_ci_run(&pack, line);
+    assert_eq!(f.failure_type, Application);
+    assert!(f.confidence <= 0.4, "{}", f.confidence);
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.rule_id == "symptom.error-level"),
+        "{:#?}",
+        f.evidence
+    );
+}
+
+#[test]
+fn a_failed_run_with_no_recognised_text_is_still_named() {
+    let log =
+        "Started by user deploy-bot\n[Pipeline] sh\n+ ./deploy.sh\n[Pipeline] End of Pipeline";
+    let f = failed_ci_run(&RulePack::default_pack().without_model(), log);
+    assert_eq!(f.failure_type, Application);
+    assert_eq!(f.confidence, 0.2);
+    assert!(f
+        .evidence
+        .iter()
+        .any(|e| e.rule_id == "medic.ci-failure-unmatched"));
+    // A cause in the run's log decides as it would in shipped lines.
+    let f = failed_ci_run(
+        &RulePack::default_pack(),
+        "+ helm upgrade --install checkout ./chart\nError: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress",
+    );
+    assert_eq!(f.failure_type, HumanError, "{f:#?}");
 }
 
 #[test]

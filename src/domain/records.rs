@@ -219,8 +219,10 @@ pub struct CorrelationWindow {
     /// over every cause.
     #[serde(default)]
     pub operator_scores: BTreeMap<String, f64>,
-    /// Word and word-pair counts of the window's lines, for the learned
-    /// model; at most `MAX_MODEL_FEATURES` distinct features.
+    /// Counts of the words and word pairs the learned model knows, from the
+    /// lines a typed rule matched; kept only while no cause or operator rule
+    /// has scored (the model is not asked after one has), at most
+    /// `MAX_MODEL_FEATURES` distinct features.
     #[serde(default)]
     pub model_features: BTreeMap<String, f64>,
     pub evidence: Vec<Evidence>,

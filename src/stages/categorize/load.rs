@@ -55,6 +55,8 @@ struct RuleFile {
     #[serde(default)]
     case_sensitive: bool,
     #[serde(default = "yes")]
+    opens: bool,
+    #[serde(default = "yes")]
     enabled: bool,
 }
 
@@ -204,6 +206,7 @@ impl RulePack {
                 tier: Tier::Cause,
                 substring: p.substring,
                 case_sensitive: p.case_sensitive,
+                opens: true,
                 enabled: p.enabled,
             };
             let mut in_file: Vec<(RuleFile, Option<RuleKind>)> = Vec::new();
@@ -295,6 +298,7 @@ impl RulePack {
                 tier: raw.tier,
                 substring: raw.substring,
                 case_sensitive: raw.case_sensitive,
+                opens_window: raw.opens,
                 file,
             });
         }
@@ -317,10 +321,10 @@ impl RulePack {
             })?;
         let version = crate::stages::short_version(digest);
         Ok(RulePack {
-            rules,
+            rules: rules.into(),
             automaton,
-            keywords,
-            keyword_rule,
+            keywords: keywords.into(),
+            keyword_rule: keyword_rule.into(),
             version,
             model: None,
         })

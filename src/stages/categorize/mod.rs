@@ -76,7 +76,8 @@ impl Categorize {
                 .any(|h| self.pack.rules()[h.rule].failure_type().is_some());
             if !typed && signal.kind == crate::domain::SignalKind::Log {
                 for line in signal.text.lines().filter(|l| !l.trim().is_empty()) {
-                    self.unknown.record(line, now);
+                    self.unknown
+                        .record(line, now, self.config.unknown_report_ms > 0);
                 }
             }
             // Saturating: `observed_at` is whatever time the record carried.
@@ -205,7 +206,8 @@ impl Processor for Categorize {
             actions.extend(self.close(&key)?);
         }
         if let Some((top, total)) = self.unknown.report(now, self.config.unknown_report_ms) {
-            let shapes: Vec<String> = top.iter().map(|(s, n)| format!("{n} × {s}")).collect();
+            // Shape counts are estimates from a sample (unknown::SAMPLE_EVERY).
+            let shapes: Vec<String> = top.iter().map(|(s, n)| format!("≈{n} × {s}")).collect();
             tracing::info!(
                 unmatched_lines = total,
                 top_shapes = %shapes.join(" | "),

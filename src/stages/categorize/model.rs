@@ -72,18 +72,22 @@ impl Default for Training {
     }
 }
 
-/// The tokens of one line, numbers masked.
-fn tokens(line: &str) -> impl Iterator<Item = String> + '_ {
+/// The words of one line as they appear: letters, digits, `_` and inner `.`.
+fn raw_tokens(line: &str) -> impl Iterator<Item = &str> + '_ {
     line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
         .map(|t| t.trim_matches('.'))
         .filter(|t| !t.is_empty())
-        .map(|t| {
-            if t.bytes().any(|b| b.is_ascii_digit()) {
-                "<n>".to_string()
-            } else {
-                t.to_ascii_lowercase()
-            }
-        })
+}
+
+/// The tokens of one line, numbers masked.
+fn tokens(line: &str) -> impl Iterator<Item = String> + '_ {
+    raw_tokens(line).map(|t| {
+        if t.bytes().any(|b| b.is_ascii_digit()) {
+            "<n>".to_string()
+        } else {
+            t.to_ascii_lowercase()
+        }
+    })
 }
 
 /// Adds the unigram and bigram counts of `line` to `counts`.
@@ -95,6 +99,51 @@ pub fn count_features(line: &str, counts: &mut BTreeMap<String, f64>) {
         }
         *counts.entry(token.clone()).or_insert(0.0) += 1.0;
         previous = Some(token);
+    }
+}
+
+/// Adds to `counts` the unigrams and bigrams of `line` that `model` knows,
+/// growing `counts` to at most `limit` distinct features. What
+/// [`count_features`] counts, less the features the model would ignore, and
+/// without allocating for them: the categorize stage calls this per line.
+pub fn count_known_features(
+    model: &Model,
+    line: &str,
+    counts: &mut BTreeMap<String, f64>,
+    limit: usize,
+) {
+    let mut add = |feature: &str| {
+        if !model.features.contains_key(feature) {
+            return;
+        }
+        let room = counts.len() < limit;
+        match counts.get_mut(feature) {
+            Some(c) => *c += 1.0,
+            None if room => {
+                counts.insert(feature.to_string(), 1.0);
+            }
+            None => {}
+        }
+    };
+    let mut previous = String::new();
+    let mut token = String::new();
+    let mut pair = String::new();
+    for raw in raw_tokens(line) {
+        token.clear();
+        if raw.bytes().any(|b| b.is_ascii_digit()) {
+            token.push_str("<n>");
+        } else {
+            token.extend(raw.chars().map(|c| c.to_ascii_lowercase()));
+        }
+        if !previous.is_empty() {
+            pair.clear();
+            pair.push_str(&previous);
+            pair.push(' ');
+            pair.push_str(&token);
+            add(&pair);
+        }
+        add(&token);
+        std::mem::swap(&mut previous, &mut token);
     }
 }
 

@@ -97,21 +97,35 @@ pub fn failure(pack: &RulePack, input: &OfflineInput) -> Option<CategorizedFailu
 
 /// The failure the categorize stage would report for a deployment that logged
 /// `lines`, one signal per line, all within one window; `None` when no rule
-/// matched any of them. This is how a build-log excerpt reaches medic from a
-/// log shipper, and how the development corpus is evaluated.
+/// that opens a window matched any of them. This is how a build-log excerpt
+/// reaches medic from a log shipper.
 pub fn failure_of_lines<'a>(
     pack: &RulePack,
     environment: &str,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Option<CategorizedFailure> {
     let key = DeploymentKey::new("offline", environment);
+    failure_of_signals(
+        pack,
+        (0i64..)
+            .zip(lines)
+            .map(|(n, line)| Signal::plain_text(&key, "offline", n, line, n)),
+    )
+}
+
+/// The failure the categorize stage would report for `signals`, all of one
+/// deployment and within one window, in order; `None` when none opened a
+/// window. Each signal arrives one millisecond after the one before.
+pub fn failure_of_signals(
+    pack: &RulePack,
+    signals: impl IntoIterator<Item = Signal>,
+) -> Option<CategorizedFailure> {
     let config = CategorizeConfig::default();
     let mut open: Option<CorrelationWindow> = None;
-    for (n, line) in (0i64..).zip(lines) {
-        let signal = Signal::plain_text(&key, "offline", n, line, n);
-        let hits = pack.scan(line);
+    for (now, signal) in (0i64..).zip(signals) {
+        let hits = pack.scan(&signal.text);
         if let window::Absorbed::Opened(w) =
-            window::absorb(open.as_mut(), &signal, &hits, pack, &config, n)
+            window::absorb(open.as_mut(), &signal, &hits, pack, &config, now)
         {
             open = Some(*w);
         }

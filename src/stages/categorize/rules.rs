@@ -135,6 +135,11 @@ pub struct Rule {
     pub substring: bool,
     /// Keywords match only with the case they are written in.
     pub case_sensitive: bool,
+    /// A match opens a correlation window (typed rules). A rule with
+    /// `opens: false` scores only in a window something else opened: a
+    /// failed CI run, a cause, a specific symptom. For wording that healthy
+    /// services also log, such as an `ERROR` level.
+    pub opens_window: bool,
     /// The pack file the rule came from.
     pub file: String,
 }
@@ -160,15 +165,16 @@ pub struct Hit {
     pub end: usize,
 }
 
-/// A compiled rule pack.
+/// A compiled rule pack. Cloning is cheap and the clones share the compiled
+/// rules, so a regex's search cache warmed by one stage serves the next.
 #[derive(Debug, Clone)]
 pub struct RulePack {
-    pub(super) rules: Vec<Rule>,
+    pub(super) rules: std::sync::Arc<[Rule]>,
     pub(super) automaton: AhoCorasick,
     /// Every keyword, in automaton pattern order.
-    pub(super) keywords: Vec<String>,
+    pub(super) keywords: std::sync::Arc<[String]>,
     /// Keyword index → rule index.
-    pub(super) keyword_rule: Vec<usize>,
+    pub(super) keyword_rule: std::sync::Arc<[usize]>,
     pub(super) version: String,
     /// The learned second opinion, when the pack carries one.
     pub(super) model: Option<std::sync::Arc<super::model::Model>>,

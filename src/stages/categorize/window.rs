@@ -39,18 +39,40 @@ pub fn absorb(
     config: &CategorizeConfig,
     now: Millis,
 ) -> Absorbed {
-    let typed = hits
-        .iter()
-        .any(|h| pack.rules()[h.rule].failure_type().is_some());
-    // Only a typed rule or a CI run opens a window; critical and auto-recovery
-    // patterns qualify a failure, they do not make one.
-    let matters = typed || signal.kind == SignalKind::Ci;
+    // A CI signal's first line is medic's own summary of the run ("jenkins
+    // deploy failed; failed steps: …"): its verb is not failure wording the
+    // tool printed, so symptom rules do not count there; causes in a
+    // platform's failure reason or step names still do.
+    let kept: Vec<Hit>;
+    let hits = if signal.kind == SignalKind::Ci {
+        let header = signal.text.find('\n').unwrap_or(signal.text.len());
+        kept = hits
+            .iter()
+            .filter(|h| h.start >= header || pack.rules()[h.rule].tier != Tier::Symptom)
+            .cloned()
+            .collect();
+        &kept[..]
+    } else {
+        hits
+    };
+    let typed_rules = || {
+        hits.iter()
+            .map(|h| &pack.rules()[h.rule])
+            .filter(|r| r.failure_type().is_some())
+    };
+    let typed = typed_rules().next().is_some();
+    // Only a typed rule that opens windows, or a CI run, opens a window;
+    // critical and auto-recovery patterns qualify a failure, they do not make
+    // one.
+    let ci = signal.kind == SignalKind::Ci;
+    let opens = ci || typed_rules().any(|r| r.opens_window);
+    let matters = typed || ci;
     match window {
         Some(w) => {
             fold(w, signal, hits, typed, matters, pack, config, now);
             Absorbed::Folded
         }
-        None if !matters => Absorbed::Ignored,
+        None if !opens => Absorbed::Ignored,
         None => {
             let mut w = CorrelationWindow {
                 deployment_key: signal.deployment_key.clone(),
@@ -157,11 +179,6 @@ fn fold(
     if signal.kind == SignalKind::Ci && !w.components.contains(&Component::CiPipeline) {
         w.components.push(Component::CiPipeline);
     }
-    // The model reads only lines a typed rule matched: the failure wording
-    // and its neighbours' words, not every healthy line a window absorbs.
-    if typed && pack.model().is_some() {
-        count_model_features(w, &signal.text);
-    }
     if !matters {
         return;
     }
@@ -227,29 +244,28 @@ fn fold(
             });
         }
     }
+    // The model is asked only when no operator or cause rule decided, so it
+    // reads lines only until one does, and only lines that carry the failure:
+    // a failed CI run's text (its log excerpt), lines a typed rule matched
+    // and their neighbours' words, not every healthy line a window absorbs.
+    let decided = w
+        .scores
+        .values()
+        .chain(w.operator_scores.values())
+        .any(|s| *s > 0.0);
+    if decided {
+        w.model_features.clear();
+    } else if let Some(model) = pack.model().filter(|_| typed || ci_failed) {
+        for line in signal.text.lines() {
+            model::count_known_features(model, line, &mut w.model_features, MAX_MODEL_FEATURES);
+        }
+    }
 }
 
 /// Distinct features a window keeps for the learned model: enough for any
 /// excerpt a person would read, bounded so a crash loop of ten thousand
 /// different lines cannot grow the changelog record.
 pub const MAX_MODEL_FEATURES: usize = 512;
-
-fn count_model_features(w: &mut CorrelationWindow, text: &str) {
-    let mut line = BTreeMap::new();
-    for l in text.lines() {
-        model::count_features(l, &mut line);
-    }
-    for (feature, n) in line {
-        let room = w.model_features.len() < MAX_MODEL_FEATURES;
-        match w.model_features.get_mut(&feature) {
-            Some(c) => *c += n,
-            None if room => {
-                w.model_features.insert(feature, n);
-            }
-            None => {}
-        }
-    }
-}
 
 /// True when the window should close at `now`.
 pub fn is_due(window: &CorrelationWindow, config: &CategorizeConfig, now: Millis) -> bool {

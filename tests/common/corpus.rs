@@ -1,0 +1,83 @@
+//! The development corpus (`tests/data/corpus/`): reading its items and
+//! putting one through the categorize stage the way it reaches medic.
+//! Shared by `tests/corpus_quality.rs` and `examples/corpus_report.rs`.
+
+use medic::domain::{CategorizedFailure, CiEvent, CiPlatform, CiStatus, FailureType};
+use medic::stages::categorize::offline::{failure_of_lines, failure_of_signals};
+use medic::stages::categorize::rules::RulePack;
+use medic::stages::ingest::ci_signal;
+use serde::Deserialize;
+
+/// One corpus item; the fields are documented in the corpus README.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+pub struct Item {
+    pub id: String,
+    pub text: String,
+    pub project: String,
+    pub ecosystem: String,
+    pub kind: String,
+    pub origin: String,
+    #[serde(rename = "type")]
+    pub failure_type: FailureType,
+    pub transient: bool,
+    pub why: String,
+}
+
+/// How an item reaches the categorize stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Delivery {
+    /// Every item as log lines from a shipper, one signal per line, and
+    /// nothing else: an item counts as named only when its text is
+    /// recognised as a failure.
+    Lines,
+    /// As medic receives it: a CI item (`origin: ci`) as the failed run's
+    /// webhook event carrying the excerpt as its log (what Jenkins, Azure
+    /// DevOps and the generic format deliver), a runtime item as log lines.
+    AsReceived,
+}
+
+/// The items of `split` (`train` or `dev`).
+pub fn load(split: &str) -> Result<Vec<Item>, String> {
+    let path = format!(
+        "{}/tests/data/corpus/{split}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| serde_json::from_str(l).map_err(|e| format!("{path}:{}: {e}", n + 1)))
+        .collect()
+}
+
+/// The failure the categorize stage reports for `item` delivered as `delivery`.
+pub fn failure(pack: &RulePack, item: &Item, delivery: Delivery) -> Option<CategorizedFailure> {
+    if delivery == Delivery::Lines || item.origin != "ci" {
+        return failure_of_lines(pack, "unknown", item.text.lines());
+    }
+    let event = CiEvent {
+        id: item.id.clone(),
+        platform: CiPlatform::Generic,
+        event_type: "pipeline".into(),
+        status: CiStatus::Failure,
+        service: "offline".into(),
+        environment: "ci".into(),
+        pipeline: "build".into(),
+        job: None,
+        run_id: "1".into(),
+        run_attempt: 1,
+        commit_sha: None,
+        branch: None,
+        url: None,
+        actor: None,
+        failure_reason: None,
+        failed_steps: Vec::new(),
+        log_excerpt: Some(item.text.clone()),
+        started_at: None,
+        finished_at: Some(0),
+        received_at: 0,
+        repository: None,
+    };
+    failure_of_signals(pack, ci_signal(&event, "medic.ci.events", 0, 0))
+}
