@@ -9,7 +9,9 @@
 //! signatures really are the sender's, accepted strategy trees end in a
 //! terminal node. `fuzz/README.md` describes the input layout of each target.
 //!
-//! Not a stable API: it exists for the fuzzers and their regression test.
+//! Not part of the library: compiled only with the `fuzz` feature, which
+//! `fuzz/Cargo.toml` and medic's own dev-dependency on itself turn on, so
+//! `cargo doc` and users of the crate do not see it.
 
 use crate::bridge::verify::{sign_hex, Verifier, VerifyError};
 use crate::ci::{self, Delivery, NormalizeError};

@@ -31,7 +31,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod executors;
-#[doc(hidden)]
+#[cfg(feature = "fuzz")]
 pub mod fuzzing;
 pub mod kafka;
 pub mod stages;
