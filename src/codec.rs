@@ -63,6 +63,7 @@ macro_rules! record_types {
         );
     };
 }
+#[cfg(feature = "fuzz")]
 pub(crate) use record_types;
 
 record_types!(schemas);
