@@ -14,7 +14,8 @@
 //!   type per Avro schema in `schemas/`.
 //! * [`codec`] — Avro single-object encoding of those records, straight from serde.
 //! * [`topics`] — topic definitions from `topics/`, and the names under a prefix.
-//! * [`config`] — the YAML configuration with compiled-in defaults.
+//! * [`config`] — loading and layering the YAML configuration; each section's
+//!   type lives with the code it configures.
 //! * [`stages`] — the five stage cores and the [`stages::Processor`] contract.
 //! * [`ci`] — CI/CD webhook payloads to normalized events.
 //! * [`executors`] — where side effects happen (dry-run recovery, webhooks).

@@ -15,8 +15,8 @@
 //! orchestrator then continues, stops, or dead-letters an approval for a
 //! recovery it does not know.
 
+use super::config::ApprovalsEndpoint;
 use crate::codec;
-use crate::config::ApprovalsEndpoint;
 use crate::domain::{Approval, ApprovalDecision, DeploymentKey, Millis};
 use crate::kafka::runner::ID_HEADER;
 use axum::http::{HeaderMap, StatusCode};

@@ -1,6 +1,7 @@
 //! The CI/CD webhook bridge: verified webhooks in, `CiEvent`s out.
 
 pub mod approvals;
+pub mod config;
 pub mod server;
 pub mod verify;
 

@@ -6,11 +6,12 @@
 //! the answer is 503 and the platform delivers again. Nothing is produced for
 //! a rejected request.
 
+use super::config::BridgeConfig;
 use super::verify::Verifier;
 use crate::ci::{self, Delivery};
 use crate::codec;
-use crate::config::{BridgeConfig, DeliveryMode};
 use crate::domain::{CiPlatform, DeploymentKey, Millis};
+use crate::kafka::config::DeliveryMode;
 use crate::kafka::dedup::Dedup;
 use crate::kafka::runner::ID_HEADER;
 use crate::kafka::ClientSettings;
@@ -110,7 +111,7 @@ impl BridgeState {
     /// approvals to `topic` (nothing when no token is configured).
     pub fn with_approvals(
         mut self,
-        config: &crate::config::ApprovalsEndpoint,
+        config: &super::config::ApprovalsEndpoint,
         topic: &str,
     ) -> Self {
         self.approvals = super::approvals::Approvals::new(config, topic);

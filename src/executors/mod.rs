@@ -14,6 +14,7 @@
 pub mod argo_rollouts;
 pub mod command;
 mod commit_status;
+pub mod config;
 mod dry_run;
 pub mod github;
 pub mod gitlab;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod budget;
+pub mod config;
 pub(crate) mod dedup;
 pub mod embedded;
 pub mod restore;
@@ -11,7 +12,7 @@ mod shutdown;
 
 pub use shutdown::Shutdown;
 
-use crate::config::{DeliveryMode, KafkaConfig};
+use config::{DeliveryMode, KafkaConfig};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 

@@ -34,10 +34,10 @@
 //! restarts it from the last commit.
 
 use super::budget::DeadLetterBudget;
+use super::config::{DeliveryConfig, DeliveryMode};
 use super::dedup::Dedup;
 use super::{restore, ClientSettings, Shutdown};
 use crate::codec;
-use crate::config::{DeliveryConfig, DeliveryMode};
 use crate::domain::{DeadLetter, ErrorKind};
 use crate::executors::Executor;
 use crate::stages::{Action, InputRecord, OutputRecord, ProcessError, Processor, StageName};

@@ -6,9 +6,9 @@
 //! after a restart can be recognised as the same one.
 
 use super::Sink;
-use crate::config::{SmtpConfig, SmtpTls};
 use crate::executors::step::{StepDone, StepError, StepResult};
 use crate::executors::BoxFuture;
+use crate::stages::notify::config::{SmtpConfig, SmtpTls};
 use crate::stages::notify::Message;
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;

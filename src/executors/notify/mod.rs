@@ -12,7 +12,7 @@ pub use webhook::WebhookSink;
 
 use super::step::{with_retries, Retry, StepResult};
 use super::{BoxFuture, Executor};
-use crate::config::{ChannelKind, NotifyConfig};
+use crate::stages::notify::config::{ChannelKind, NotifyConfig};
 use crate::stages::notify::Message;
 use crate::stages::{EffectRequest, EffectResult};
 use std::collections::BTreeMap;

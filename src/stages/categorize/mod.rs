@@ -5,6 +5,7 @@
 //! which it changed (one record per changed window, not per signal) and read
 //! back on partition assignment.
 
+pub mod config;
 pub mod evaluate;
 pub mod load;
 pub mod model;
@@ -14,13 +15,13 @@ pub mod unknown;
 pub mod window;
 
 use crate::codec;
-use crate::config::CategorizeConfig;
 use crate::domain::{CorrelationWindow, Millis, Signal};
 use crate::stages::{
     decode_input, Action, InputRecord, Observation, OutputRecord, ProcessError, Processor,
     StageName,
 };
 use crate::topics::Topics;
+use config::CategorizeConfig;
 use rules::RulePack;
 use std::collections::BTreeMap;
 

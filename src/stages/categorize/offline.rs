@@ -2,9 +2,9 @@
 //! same window code the categorize stage runs. Backs `medic categorize`, the
 //! evaluation test and rule-pack debugging.
 
+use super::config::CategorizeConfig;
 use super::rules::RulePack;
 use super::window;
-use crate::config::CategorizeConfig;
 use crate::domain::*;
 use regex::Regex;
 use serde::{Deserialize, Serialize};

@@ -11,9 +11,9 @@
 //!   `observed_at`), so a replay of recorded signals folds exactly as the live
 //!   run did, or it has been open `window_max_ms` on the core's clock.
 
+use super::config::CategorizeConfig;
 use super::model;
 use super::rules::{Hit, RuleKind, RulePack, Tier};
-use crate::config::CategorizeConfig;
 use crate::domain::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

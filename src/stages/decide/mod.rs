@@ -16,6 +16,7 @@
 //! with failures, so they move with the partitions) and summed over every
 //! deployment this instance holds to rank strategies.
 
+pub mod config;
 pub mod policy;
 pub mod program;
 pub mod render;
@@ -24,12 +25,12 @@ pub mod simulate;
 pub mod tree;
 
 use crate::codec;
-use crate::config::DecideConfig;
 use crate::domain::*;
 use crate::stages::{
     decode_input, Action, InputRecord, OutputRecord, ProcessError, Processor, StageName,
 };
 use crate::topics::Topics;
+use config::DecideConfig;
 use policy::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

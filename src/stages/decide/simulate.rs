@@ -2,9 +2,9 @@
 //! current and a candidate policy, with the same code the decide stage runs,
 //! and the differences listed. No Kafka writes, no executors.
 
+use super::config::DecideConfig;
 use super::policy::Policy;
 use super::Decide;
-use crate::config::DecideConfig;
 use crate::domain::{CategorizedFailure, FailureType, RecoveryPlan, Severity};
 use crate::stages::categorize::offline::{self, OfflineInput};
 use crate::stages::categorize::rules::RulePack;

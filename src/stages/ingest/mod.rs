@@ -7,16 +7,17 @@
 //! follows and records too large for a log line go to the dead-letter topic.
 
 mod ci;
+pub mod config;
 pub mod shippers;
 
 pub use ci::ci_signal;
 
-use crate::config::IngestConfig;
 use crate::domain::{DeploymentKey, Millis, RawLogEnvelope, Signal, SignalKind};
 use crate::stages::{
     decode_input, Action, InputRecord, OutputRecord, ProcessError, Processor, StageName,
 };
 use crate::topics::Topics;
+use config::IngestConfig;
 
 /// The ingest stage.
 pub struct Ingest {

@@ -9,7 +9,7 @@
 //! | other JSON | `message`, `msg`, `log`, `text` | ECS `service.name` / `service.environment`, `service`, `environment`, `env` |
 //! | plain text | the line (a CRI `<time> <stream> <P/F> ` prefix is removed) | the record key when it is `service/environment` |
 
-use crate::config::IngestConfig;
+use super::config::IngestConfig;
 use crate::domain::{DeploymentKey, Millis, Shipper};
 use crate::timefmt::{parse_datetime, parse_json_time};
 use serde_json::Value;

@@ -17,13 +17,13 @@
 //! when it ends (success or failure), describing the failure type and the
 //! action, linked to the run; the final one is recorded like any notification.
 
+pub mod config;
 mod message;
 
 pub use message::{
     approval_command, digest, shell_quote, usable_link, About, Message, MessageKind, DIGEST_LINES,
 };
 
-use crate::config::{ChannelConfig, ChannelKind, RateLimit};
 use crate::domain::*;
 use crate::stages::{
     decode_input, Action, CommitState, EffectRequest, EffectResult, InputRecord, OutputRecord,
@@ -31,6 +31,7 @@ use crate::stages::{
 };
 use crate::timefmt::format_millis;
 use crate::topics::Topics;
+use config::{ChannelConfig, ChannelKind, RateLimit};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 

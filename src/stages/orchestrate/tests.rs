@@ -415,7 +415,7 @@ fn a_restart_mid_recovery_resumes_without_repeating_finished_steps() {
 fn decided(t: FailureType, env: &str, transient: bool) -> RecoveryPlan {
     let d = crate::stages::decide::Decide::new(
         Topics::default(),
-        crate::config::DecideConfig::default(),
+        crate::stages::decide::config::DecideConfig::default(),
         std::sync::Arc::new(crate::stages::decide::policy::Policy::default_policy()),
     );
     let f = crate::stages::decide::test_failure(t, Severity::High, env, transient);
@@ -714,7 +714,7 @@ fn a_restarted_instance_resumes_a_started_step_once_with_the_same_key() {
 fn decided_with(t: FailureType, severity: Severity, env: &str) -> RecoveryPlan {
     let d = crate::stages::decide::Decide::new(
         Topics::default(),
-        crate::config::DecideConfig::default(),
+        crate::stages::decide::config::DecideConfig::default(),
         std::sync::Arc::new(crate::stages::decide::policy::Policy::default_policy()),
     );
     d.plan(

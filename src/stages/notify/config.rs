@@ -1,0 +1,200 @@
+//! The `notify` section: channels, what each is told, rate limits, SMTP and
+//! the commit-status API.
+
+use crate::domain::{CiPlatform, NotificationTrigger, Severity};
+use serde::Deserialize;
+
+/// Notifications.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Generic webhook: each notification is POSTed as JSON. May be `${env:NAME}`.
+    pub webhook_url: Option<String>,
+    /// Per-attempt timeout, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// Attempts before the delivery is recorded as failed.
+    pub webhook_attempts: u32,
+    /// Commit statuses on GitHub for recoveries of GitHub Actions failures.
+    pub github_status: StatusApi,
+    /// Commit statuses on GitLab for recoveries of GitLab CI failures.
+    pub gitlab_status: StatusApi,
+    /// Where notifications go: Slack, signed webhooks and e-mail, each for
+    /// some environments, CI platforms and events. With no channel (and no
+    /// `webhook_url`) notifications are only written to `medic.notifications`.
+    pub channels: Vec<ChannelConfig>,
+    /// Link in messages about failures that came without a CI run (e.g. a
+    /// dashboard); failures from CI link to their run.
+    pub link_url: Option<String>,
+}
+
+/// One notification channel (the original design's `notification_channels`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Name, unique among channels; appears in delivery records.
+    pub name: String,
+    /// `slack`, `webhook` or `email`.
+    pub kind: ChannelKind,
+    /// Environments this channel hears about; empty means all.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// CI platforms whose failures this channel hears about; empty means all,
+    /// including failures found in logs with no CI run.
+    #[serde(default)]
+    pub platforms: Vec<CiPlatform>,
+    /// Least severity this channel hears about; all by default.
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// What to notify: `approval_needed`, `outcome`.
+    #[serde(default = "default_events")]
+    pub events: Vec<NotificationTrigger>,
+    /// Slack incoming-webhook URL (a secret: `${env:NAME}` or
+    /// `${file:/path}`) or the generic webhook's URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Generic webhook: HMAC-SHA256 secret, signed like the bridge's generic
+    /// scheme (`X-Medic-Timestamp`, `X-Medic-Signature`). Unsigned without it.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// E-mail: the SMTP server.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// E-mail: sender address.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// E-mail: recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// At most this many messages per window; the rest go out as one digest
+    /// when the window ends.
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+    /// Per-attempt timeout, in milliseconds.
+    #[serde(default = "default_channel_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts before the delivery is recorded as failed.
+    #[serde(default = "default_channel_attempts")]
+    pub attempts: u32,
+}
+
+/// Kinds of notification channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// Slack incoming webhook, Block Kit message.
+    Slack,
+    /// JSON POST, optionally HMAC-signed.
+    Webhook,
+    /// E-mail over SMTP.
+    Email,
+}
+
+impl ChannelKind {
+    /// The kind as written in the configuration (and in metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Slack => "slack",
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Email => "email",
+        }
+    }
+}
+
+/// A channel's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Messages per window.
+    pub max: u32,
+    /// Window length, in seconds.
+    pub per_seconds: u64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            max: 20,
+            per_seconds: 60,
+        }
+    }
+}
+
+/// An SMTP server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name.
+    pub host: String,
+    /// Port; by default 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (plain text:
+    /// only for a relay on the same host or network).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// User name for SMTP AUTH.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for SMTP AUTH: `${env:NAME}` or `${file:/path}`.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+    /// No encryption.
+    None,
+}
+
+pub(crate) fn default_events() -> Vec<NotificationTrigger> {
+    vec![
+        NotificationTrigger::ApprovalNeeded,
+        NotificationTrigger::Outcome,
+    ]
+}
+
+fn default_channel_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_channel_attempts() -> u32 {
+    3
+}
+
+/// Where and how to write commit statuses back to a CI platform.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusApi {
+    /// API base URL.
+    pub api_url: String,
+    /// Access token, `${env:NAME}` or `${file:/path}`; without one no status is written.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            github_status: StatusApi {
+                api_url: "https://api.github.com".into(),
+                token: None,
+            },
+            gitlab_status: StatusApi {
+                api_url: "https://gitlab.com/api/v4".into(),
+                token: None,
+            },
+            webhook_url: None,
+            webhook_timeout_ms: 5_000,
+            webhook_attempts: 3,
+            channels: Vec::new(),
+            link_url: None,
+        }
+    }
+}
