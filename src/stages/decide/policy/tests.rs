@@ -2,8 +2,8 @@ use super::*;
 
 fn strategy(nodes: &str) -> String {
     format!(
-        "version: 1\nstrategies:\n  - id: s\n    name: S\n    estimated_duration_minutes: 5\n    prior_success_rate: 0.5\n    root: a\n    nodes:\n{nodes}"
-    )
+            "version: 1\nstrategies:\n  - id: s\n    name: S\n    estimated_duration_minutes: 5\n    prior_success_rate: 0.5\n    root: a\n    nodes:\n{nodes}"
+        )
 }
 
 fn refused(nodes: &str) -> PolicyError {
@@ -62,55 +62,55 @@ fn a_user_file_replaces_a_strategy_by_id_and_changes_the_version() {
 #[test]
 fn every_error_names_file_strategy_and_node() {
     let cases: &[(&str, &str, Option<&str>, &str)] = &[
-        ("      a: {type: action, action: notify, next: nowhere}\n", "unknown node 'nowhere'", Some("a"), "unknown reference"),
-        (
-            "      a: {type: action, action: notify, next: b}\n      b: {type: action, action: notify, next: a}\n",
-            "cycle: a -> b -> a",
-            None,
-            "cycle",
-        ),
-        (
-            &format!("      a: {{type: action, action: notify, next: end}}\n      orphan: {{type: terminal, outcome: failed, message: x}}\n{END}"),
-            "unreachable from root 'a'",
-            Some("orphan"),
-            "unreachable",
-        ),
-        ("      a: {type: action, action: notify}\n", "without a terminal", Some("a"), "dead end"),
-        (&format!("      a: {{type: gate, on_timeout: end, next: end}}\n{END}"), "timeout_secs above 0", Some("a"), "gate without timeout"),
-        (&format!("      a: {{type: gate, timeout_secs: 60, next: end}}\n{END}"), "needs on_timeout", Some("a"), "gate without timeout branch"),
-        (&format!("      a: {{type: action, action: reboot_datacenter, next: end}}\n{END}"), "unknown action 'reboot_datacenter'", Some("a"), "unknown action"),
-        (
-            &format!("      a: {{type: action, action: scale_resources, params: {{max_replicas: many}}, next: end}}\n{END}"),
-            "parameter 'max_replicas' of scale_resources must be Int",
-            Some("a"),
-            "wrong parameter type",
-        ),
-        (&format!("      a: {{type: action, action: notify, params: {{colour: red}}, next: end}}\n{END}"), "notify has no parameter 'colour'", Some("a"), "unknown parameter"),
-        (
-            &format!("      a: {{type: condition, check: {{field: severity, at_least: apocalyptic}}, on_true: end, on_false: end}}\n{END}"),
-            "severity cannot be compared with apocalyptic",
-            Some("a"),
-            "bad field value",
-        ),
-        (
-            &format!("      a: {{type: condition, check: {{field: severity, health_check: readiness, at_least: high}}, on_true: end, on_false: end}}\n{END}"),
-            "exactly one of",
-            Some("a"),
-            "two checks",
-        ),
-        (
-            &format!("      a: {{type: wait, until: {{metric: lag, below: 5}}, next: end}}\n{END}"),
-            "deadline_secs and on_deadline",
-            Some("a"),
-            "wait without deadline",
-        ),
-        (
-            &format!("      a: {{type: parallel, branches: [x, y], next: end}}\n      x: {{type: action, action: notify, next: end}}\n      y: {{type: action, action: notify}}\n{END}"),
-            "branch 'x' must be an action without next",
-            Some("a"),
-            "parallel branch that goes on",
-        ),
-    ];
+            ("      a: {type: action, action: notify, next: nowhere}\n", "unknown node 'nowhere'", Some("a"), "unknown reference"),
+            (
+                "      a: {type: action, action: notify, next: b}\n      b: {type: action, action: notify, next: a}\n",
+                "cycle: a -> b -> a",
+                None,
+                "cycle",
+            ),
+            (
+                &format!("      a: {{type: action, action: notify, next: end}}\n      orphan: {{type: terminal, outcome: failed, message: x}}\n{END}"),
+                "unreachable from root 'a'",
+                Some("orphan"),
+                "unreachable",
+            ),
+            ("      a: {type: action, action: notify}\n", "without a terminal", Some("a"), "dead end"),
+            (&format!("      a: {{type: gate, on_timeout: end, next: end}}\n{END}"), "timeout_secs above 0", Some("a"), "gate without timeout"),
+            (&format!("      a: {{type: gate, timeout_secs: 60, next: end}}\n{END}"), "needs on_timeout", Some("a"), "gate without timeout branch"),
+            (&format!("      a: {{type: action, action: reboot_datacenter, next: end}}\n{END}"), "unknown action 'reboot_datacenter'", Some("a"), "unknown action"),
+            (
+                &format!("      a: {{type: action, action: scale_resources, params: {{max_replicas: many}}, next: end}}\n{END}"),
+                "parameter 'max_replicas' of scale_resources must be Int",
+                Some("a"),
+                "wrong parameter type",
+            ),
+            (&format!("      a: {{type: action, action: notify, params: {{colour: red}}, next: end}}\n{END}"), "notify has no parameter 'colour'", Some("a"), "unknown parameter"),
+            (
+                &format!("      a: {{type: condition, check: {{field: severity, at_least: apocalyptic}}, on_true: end, on_false: end}}\n{END}"),
+                "severity cannot be compared with apocalyptic",
+                Some("a"),
+                "bad field value",
+            ),
+            (
+                &format!("      a: {{type: condition, check: {{field: severity, health_check: readiness, at_least: high}}, on_true: end, on_false: end}}\n{END}"),
+                "exactly one of",
+                Some("a"),
+                "two checks",
+            ),
+            (
+                &format!("      a: {{type: wait, until: {{metric: lag, below: 5}}, next: end}}\n{END}"),
+                "deadline_secs and on_deadline",
+                Some("a"),
+                "wait without deadline",
+            ),
+            (
+                &format!("      a: {{type: parallel, branches: [x, y], next: end}}\n      x: {{type: action, action: notify, next: end}}\n      y: {{type: action, action: notify}}\n{END}"),
+                "branch 'x' must be an action without next",
+                Some("a"),
+                "parallel branch that goes on",
+            ),
+        ];
     let branch_as_next = "      a: {type: parallel, branches: [x, y], join: any, next: x}\n      x: {type: action, action: clear_cache}\n      y: {type: action, action: notify}\n";
     let cases: Vec<(&str, &str, Option<&str>, &str)> = cases
         .iter()
