@@ -152,3 +152,30 @@ impl BridgeConfig {
         ]
     }
 }
+
+impl BridgeConfig {
+    /// Checks values that parse but cannot work; returns `(field, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        let b = self;
+        if b.body_limit_bytes == 0 || b.rate_per_second == 0 || b.rate_burst == 0 {
+            return fail(
+                "bridge",
+                "body_limit_bytes, rate_per_second and rate_burst must be at least 1".into(),
+            );
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for (name, endpoint) in b.endpoints() {
+            if !endpoint.path.starts_with('/') || !paths.insert(endpoint.path.as_str()) {
+                return fail(
+                    &format!("bridge.{name}.path"),
+                    format!(
+                        "'{}' must start with / and differ from the other platforms' paths",
+                        endpoint.path
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -125,3 +125,98 @@ impl KafkaConfig {
             )
     }
 }
+
+impl KafkaConfig {
+    /// Checks values that parse but cannot work; returns `(field, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        for (name, field) in [
+            (&self.topic_prefix, "kafka.topic_prefix"),
+            (&self.group_prefix, "kafka.group_prefix"),
+        ] {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return fail(
+                    field,
+                    format!(
+                        "'{name}' must be non-empty and use only letters, digits, '.', '_' and '-'"
+                    ),
+                );
+            }
+        }
+        if let Some(brokers) = &self.brokers {
+            if brokers.split(',').any(|b| b.trim().is_empty()) {
+                return fail(
+                    "kafka.brokers",
+                    format!("'{brokers}' is not a host:port,... list"),
+                );
+            }
+        }
+        for (section, name) in self.property_names() {
+            if OWNED_PROPERTIES.contains(&name) {
+                return fail(
+                    &format!("kafka.{section}.{name}"),
+                    "medic sets this property itself to keep its delivery guarantee; \
+                     use kafka.brokers or delivery.mode instead"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest record the producer sends (`message.max.bytes`, default
+    /// 1,000,000).
+    pub fn record_limit(&self) -> usize {
+        self.producer_properties
+            .get("message.max.bytes")
+            .or_else(|| self.properties.get("message.max.bytes"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1_000_000)
+    }
+}
+
+impl DeliveryConfig {
+    /// Checks values that parse but cannot work; returns `(field, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        let d = self;
+        if d.batch_max_records == 0 {
+            return fail("delivery.batch_max_records", "must be at least 1".into());
+        }
+        if d.timer_interval_ms == 0 {
+            return fail("delivery.timer_interval_ms", "must be at least 1".into());
+        }
+        if let Some(id) = &d.instance_id {
+            if id.is_empty()
+                || id.len() > 200
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return fail(
+                    "delivery.instance_id",
+                    format!("'{id}' must be 1 to 200 letters, digits, '.', '_' or '-'"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Librdkafka properties medic sets itself; configuring them would break a guarantee.
+pub const OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "transactional.id",
+    "isolation.level",
+    "enable.idempotence",
+    "auto.offset.reset",
+    "partition.assignment.strategy",
+    "partitioner",
+];

@@ -32,3 +32,27 @@ impl Default for CategorizeConfig {
         }
     }
 }
+
+impl CategorizeConfig {
+    /// Checks values that parse but cannot work; returns `(field, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        let c = self;
+        if c.window_quiet_ms <= 0 {
+            return fail("categorize.window_quiet_ms", "must be positive".into());
+        }
+        if c.window_max_ms < c.window_quiet_ms {
+            return fail(
+                "categorize.window_max_ms",
+                format!(
+                    "{} is shorter than window_quiet_ms ({})",
+                    c.window_max_ms, c.window_quiet_ms
+                ),
+            );
+        }
+        if c.max_evidence == 0 {
+            return fail("categorize.max_evidence", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -43,3 +43,26 @@ impl Default for IngestConfig {
         }
     }
 }
+
+impl IngestConfig {
+    /// Checks values that parse but cannot work, for a producer whose records may
+    /// be `record_limit` bytes; returns `(field, message)`.
+    pub fn validate(&self, record_limit: usize) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        let line_ceiling = record_limit
+            .saturating_sub(SIGNAL_HEADROOM_BYTES)
+            .min(MAX_LINE_BYTES_CEILING);
+        if !(1..=line_ceiling).contains(&self.max_line_bytes) {
+            return fail(
+                "ingest.max_line_bytes",
+                format!(
+                    "{} is outside 1..={line_ceiling}: a signal carries the whole line and must \
+                     fit in one record of the producer's message.max.bytes ({record_limit}) with \
+                     {SIGNAL_HEADROOM_BYTES} bytes to spare; raise that first (kafka.producer_properties)",
+                    self.max_line_bytes
+                ),
+            );
+        }
+        Ok(())
+    }
+}

@@ -198,3 +198,151 @@ impl Default for NotifyConfig {
         }
     }
 }
+
+impl NotifyConfig {
+    /// Checks values that parse but cannot work; returns `(field, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: String| Err((field.to_string(), message));
+        if self.webhook_attempts == 0 {
+            return fail("notify.webhook_attempts", "must be at least 1".into());
+        }
+        if let Some(url) = &self.webhook_url {
+            if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("${"))
+            {
+                return fail(
+                    "notify.webhook_url",
+                    "must be an http:// or https:// URL".into(),
+                );
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for c in &self.all_channels() {
+            if let Err((field, message)) = c.validate() {
+                return fail(&format!("notify.channels.{}.{field}", c.name), message);
+            }
+            if !names.insert(c.name.clone()) {
+                return fail(
+                    &format!("notify.channels.{}", c.name),
+                    "two channels have this name (notify.webhook_url is the channel 'webhook')"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every channel notifications go to: `webhook_url` as the unsigned
+    /// channel `webhook` that hears everything, then `channels`.
+    pub fn all_channels(&self) -> Vec<ChannelConfig> {
+        let legacy = self.webhook_url.as_ref().map(|url| ChannelConfig {
+            name: "webhook".into(),
+            kind: ChannelKind::Webhook,
+            environments: Vec::new(),
+            platforms: Vec::new(),
+            min_severity: None,
+            events: default_events(),
+            url: Some(url.clone()),
+            secret: None,
+            smtp: None,
+            from: None,
+            to: Vec::new(),
+            rate_limit: RateLimit::default(),
+            timeout_ms: self.webhook_timeout_ms,
+            attempts: self.webhook_attempts,
+        });
+        legacy.into_iter().chain(self.channels.clone()).collect()
+    }
+}
+
+impl ChannelConfig {
+    /// Checks the fields this channel's kind needs; returns `(field, message)`.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let valid_name = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_name {
+            return Err((
+                "name",
+                "must be non-empty and use only letters, digits, '-', '_' and '.'".into(),
+            ));
+        }
+        if self.events.is_empty() {
+            return Err(("events", "lists nothing to notify".into()));
+        }
+        if self.rate_limit.max == 0 || self.rate_limit.per_seconds == 0 {
+            return Err((
+                "rate_limit",
+                "max and per_seconds must be at least 1".into(),
+            ));
+        }
+        if self.attempts == 0 || self.timeout_ms == 0 {
+            return Err((
+                "attempts",
+                "attempts and timeout_ms must be at least 1".into(),
+            ));
+        }
+        let email = self.kind == ChannelKind::Email;
+        let unused = |field: &'static str| {
+            Err((
+                field,
+                format!("does not apply to a {} channel", self.kind.as_str()),
+            ))
+        };
+        match &self.url {
+            None if !email => return Err(("url", "is required".into())),
+            Some(_) if email => return unused("url"),
+            Some(url)
+                if !(url.starts_with("https://")
+                    || url.starts_with("http://")
+                    || url.starts_with("${")) =>
+            {
+                return Err(("url", "must be an http:// or https:// URL".into()))
+            }
+            _ => {}
+        }
+        if self.secret.is_some() && self.kind != ChannelKind::Webhook {
+            return unused("secret");
+        }
+        if !email {
+            if self.smtp.is_some() {
+                return unused("smtp");
+            }
+            if self.from.is_some() {
+                return unused("from");
+            }
+            if !self.to.is_empty() {
+                return unused("to");
+            }
+            return Ok(());
+        }
+        let Some(smtp) = &self.smtp else {
+            return Err(("smtp", "is required for an email channel".into()));
+        };
+        if smtp.host.is_empty() {
+            return Err(("smtp.host", "is empty".into()));
+        }
+        if smtp.username.is_some() != smtp.password.is_some() {
+            return Err(("smtp.password", "username and password go together".into()));
+        }
+        match &self.from {
+            None => return Err(("from", "is required for an email channel".into())),
+            Some(from) if from.parse::<lettre::message::Mailbox>().is_err() => {
+                return Err(("from", format!("'{from}' is not an e-mail address")))
+            }
+            Some(_) => {}
+        }
+        if self.to.is_empty() {
+            return Err(("to", "lists no recipient".into()));
+        }
+        if let Some(bad) = self
+            .to
+            .iter()
+            .find(|to| to.parse::<lettre::message::Mailbox>().is_err())
+        {
+            return Err(("to", format!("'{bad}' is not an e-mail address")));
+        }
+        Ok(())
+    }
+}
