@@ -72,79 +72,65 @@ impl Default for Training {
     }
 }
 
-/// The words of one line as they appear: letters, digits, `_` and inner `.`.
-fn raw_tokens(line: &str) -> impl Iterator<Item = &str> + '_ {
-    line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-        .map(|t| t.trim_matches('.'))
-        .filter(|t| !t.is_empty())
-}
-
-/// The tokens of one line, numbers masked.
-fn tokens(line: &str) -> impl Iterator<Item = String> + '_ {
-    raw_tokens(line).map(|t| {
-        if t.bytes().any(|b| b.is_ascii_digit()) {
-            "<n>".to_string()
-        } else {
-            t.to_ascii_lowercase()
-        }
-    })
-}
-
-/// Adds the unigram and bigram counts of `line` to `counts`.
-pub fn count_features(line: &str, counts: &mut BTreeMap<String, f64>) {
-    let mut previous: Option<String> = None;
-    for token in tokens(line) {
-        if let Some(p) = previous.take() {
-            *counts.entry(format!("{p} {token}")).or_insert(0.0) += 1.0;
-        }
-        *counts.entry(token.clone()).or_insert(0.0) += 1.0;
-        previous = Some(token);
-    }
-}
-
-/// Adds to `counts` the unigrams and bigrams of `line` that `model` knows,
-/// growing `counts` to at most `limit` distinct features. What
-/// [`count_features`] counts, less the features the model would ignore, and
-/// without allocating for them: the categorize stage calls this per line.
-pub fn count_known_features(
-    model: &Model,
-    line: &str,
-    counts: &mut BTreeMap<String, f64>,
-    limit: usize,
-) {
-    let mut add = |feature: &str| {
-        if !model.features.contains_key(feature) {
-            return;
-        }
-        let room = counts.len() < limit;
-        match counts.get_mut(feature) {
-            Some(c) => *c += 1.0,
-            None if room => {
-                counts.insert(feature.to_string(), 1.0);
-            }
-            None => {}
-        }
-    };
+/// Calls `feature` with every unigram and bigram of `line`: lower-cased
+/// tokens (letters, digits, `_`, inner `.`), a token with a digit masked as
+/// `<n>`, and each adjacent pair joined by a space. The text passed lives only
+/// for the call, so a caller that keeps few features allocates for those only.
+fn for_each_feature(line: &str, mut feature: impl FnMut(&str)) {
     let mut previous = String::new();
     let mut token = String::new();
     let mut pair = String::new();
-    for raw in raw_tokens(line) {
+    let words = line
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .map(|t| t.trim_matches('.'))
+        .filter(|t| !t.is_empty());
+    for word in words {
         token.clear();
-        if raw.bytes().any(|b| b.is_ascii_digit()) {
+        if word.bytes().any(|b| b.is_ascii_digit()) {
             token.push_str("<n>");
         } else {
-            token.extend(raw.chars().map(|c| c.to_ascii_lowercase()));
+            token.extend(word.chars().map(|c| c.to_ascii_lowercase()));
         }
         if !previous.is_empty() {
             pair.clear();
             pair.push_str(&previous);
             pair.push(' ');
             pair.push_str(&token);
-            add(&pair);
+            feature(&pair);
         }
-        add(&token);
+        feature(&token);
         std::mem::swap(&mut previous, &mut token);
     }
+}
+
+/// Adds the unigram and bigram counts of `line` to `counts`.
+pub fn count_features(line: &str, counts: &mut BTreeMap<String, f64>) {
+    for_each_feature(line, |f| *counts.entry(f.to_string()).or_insert(0.0) += 1.0);
+}
+
+/// Adds to `counts` the unigrams and bigrams of `line` that `model` knows,
+/// growing `counts` to at most `limit` distinct features: what
+/// [`count_features`] counts, less the features the model would ignore, and
+/// without allocating for them (the categorize stage calls this per line).
+pub fn count_known_features(
+    model: &Model,
+    line: &str,
+    counts: &mut BTreeMap<String, f64>,
+    limit: usize,
+) {
+    for_each_feature(line, |f| {
+        if !model.features.contains_key(f) {
+            return;
+        }
+        let room = counts.len() < limit;
+        match counts.get_mut(f) {
+            Some(c) => *c += 1.0,
+            None if room => {
+                counts.insert(f.to_string(), 1.0);
+            }
+            None => {}
+        }
+    });
 }
 
 /// The feature counts of a whole text, line by line.
