@@ -15,7 +15,8 @@ use super::offline::shape;
 use crate::domain::Millis;
 use std::collections::HashMap;
 
-/// Distinct shapes kept between two reports; later new shapes count as "other".
+/// Distinct shapes kept between two reports; later new shapes are counted
+/// among the lines but not shaped.
 pub const MAX_SHAPES: usize = 1000;
 
 /// Shapes in each report.
@@ -28,7 +29,6 @@ pub const SAMPLE_EVERY: u64 = 8;
 #[derive(Debug, Default)]
 pub struct UnknownLines {
     shapes: HashMap<String, u64>,
-    other: u64,
     lines: u64,
     since: Option<Millis>,
 }
@@ -53,7 +53,7 @@ impl UnknownLines {
             None if room => {
                 self.shapes.insert(shape, 1);
             }
-            None => self.other += 1,
+            None => {}
         }
     }
 
@@ -72,7 +72,6 @@ impl UnknownLines {
             .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(REPORT_TOP);
-        self.other = 0;
         self.lines = 0;
         self.since = None;
         Some((top, total))

@@ -43,8 +43,9 @@ pub fn absorb(
     // deploy failed; failed steps: …"): its verb is not failure wording the
     // tool printed, so symptom rules do not count there; causes in a
     // platform's failure reason or step names still do.
+    let ci = signal.kind == SignalKind::Ci;
     let kept: Vec<Hit>;
-    let hits = if signal.kind == SignalKind::Ci {
+    let hits = if ci {
         let header = signal.text.find('\n').unwrap_or(signal.text.len());
         kept = hits
             .iter()
@@ -64,7 +65,6 @@ pub fn absorb(
     // Only a typed rule that opens windows, or a CI run, opens a window;
     // critical and auto-recovery patterns qualify a failure, they do not make
     // one.
-    let ci = signal.kind == SignalKind::Ci;
     let opens = ci || typed_rules().any(|r| r.opens_window);
     let matters = typed || ci;
     match window {
