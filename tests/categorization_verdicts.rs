@@ -4,42 +4,16 @@
 //! left unnamed, and each boundary rule of `TAXONOMY.md` holds — one table
 //! per rule. Texts are tool output as the tools print it.
 
-use medic::domain::{
-    CategorizedFailure, CiEvent, CiPlatform, CiStatus, FailureType, FailureType::*,
-};
-use medic::stages::categorize::offline::{failure_of_lines, failure_of_signals};
-use medic::stages::categorize::rules::RulePack;
-use medic::stages::ingest::ci_signal;
+#[path = "common/corpus.rs"]
+mod corpus;
 
-/// What the stage reports for a failed Jenkins build whose webhook carried
-/// `log` (the notification plugin's `build.log`), as ingest turns it into a
-/// signal.
+use medic::domain::{CategorizedFailure, FailureType, FailureType::*};
+use medic::stages::categorize::offline::failure_of_lines;
+use medic::stages::categorize::rules::RulePack;
+
+/// What the stage reports for a failed CI run whose webhook carried `log`.
 fn failed_ci_run(pack: &RulePack, log: &str) -> CategorizedFailure {
-    let event = CiEvent {
-        id: "jenkins-checkout-41".into(),
-        platform: CiPlatform::Jenkins,
-        event_type: "build".into(),
-        status: CiStatus::Failure,
-        service: "checkout".into(),
-        environment: "staging".into(),
-        pipeline: "checkout-deploy".into(),
-        job: None,
-        run_id: "41".into(),
-        run_attempt: 1,
-        commit_sha: None,
-        branch: None,
-        url: None,
-        actor: None,
-        failure_reason: None,
-        failed_steps: Vec::new(),
-        log_excerpt: Some(log.into()),
-        started_at: None,
-        finished_at: Some(1_000),
-        received_at: 1_000,
-        repository: None,
-    };
-    failure_of_signals(pack, ci_signal(&event, "medic.ci.events", 0, 0))
-        .expect("a failed run opens")
+    corpus::failed_ci_run(pack, log).expect("a failed run opens")
 }
 
 fn verdict(pack: &RulePack, text: &str) -> Option<CategorizedFailure> {

@@ -15,7 +15,7 @@
 #[path = "common/corpus.rs"]
 mod corpus;
 
-use corpus::{failure, Delivery, Item};
+use corpus::{evaluate, Delivery, Item};
 use medic::domain::FailureType;
 use medic::stages::categorize::evaluate::Evaluation;
 use medic::stages::categorize::model::{Model, Training, DEFAULT_MODEL};
@@ -47,20 +47,6 @@ const DEV_LINES: Floors = Floors {
 
 fn load(split: &str) -> Vec<Item> {
     corpus::load(split).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn evaluate(pack: &RulePack, items: &[Item], delivery: Delivery) -> Evaluation {
-    let mut eval = Evaluation::default();
-    for item in items {
-        let failure = failure(pack, item, delivery);
-        eval.add(
-            item.failure_type,
-            item.transient,
-            failure.as_ref().map(|f| f.failure_type),
-            failure.as_ref().is_some_and(|f| f.transient),
-        );
-    }
-    eval
 }
 
 /// `eval`'s figures that fall below `floors`, named after `what`.

@@ -1,8 +1,11 @@
 //! The development corpus (`tests/data/corpus/`): reading its items and
 //! putting one through the categorize stage the way it reaches medic.
-//! Shared by `tests/corpus_quality.rs` and `examples/corpus_report.rs`.
+//! Shared by `tests/corpus_quality.rs`, `tests/categorization_verdicts.rs`
+//! and the corpus examples.
+#![allow(dead_code)]
 
 use medic::domain::{CategorizedFailure, CiEvent, CiPlatform, CiStatus, FailureType};
+use medic::stages::categorize::evaluate::Evaluation;
 use medic::stages::categorize::offline::{failure_of_lines, failure_of_signals};
 use medic::stages::categorize::rules::RulePack;
 use medic::stages::ingest::ci_signal;
@@ -10,7 +13,6 @@ use serde::Deserialize;
 
 /// One corpus item; the fields are documented in the corpus README.
 #[derive(Debug, Deserialize)]
-#[allow(dead_code)]
 pub struct Item {
     pub id: String,
     pub text: String,
@@ -56,8 +58,15 @@ pub fn failure(pack: &RulePack, item: &Item, delivery: Delivery) -> Option<Categ
     if delivery == Delivery::Lines || item.origin != "ci" {
         return failure_of_lines(pack, "unknown", item.text.lines());
     }
+    failed_ci_run(pack, &item.text)
+}
+
+/// What the stage reports for a failed CI run whose webhook event carried
+/// `log` as its log excerpt (as Jenkins, Azure DevOps and the generic format
+/// deliver it), through ingest's own CI-event-to-signal code.
+pub fn failed_ci_run(pack: &RulePack, log: &str) -> Option<CategorizedFailure> {
     let event = CiEvent {
-        id: item.id.clone(),
+        id: "offline-run".into(),
         platform: CiPlatform::Generic,
         event_type: "pipeline".into(),
         status: CiStatus::Failure,
@@ -73,11 +82,26 @@ pub fn failure(pack: &RulePack, item: &Item, delivery: Delivery) -> Option<Categ
         actor: None,
         failure_reason: None,
         failed_steps: Vec::new(),
-        log_excerpt: Some(item.text.clone()),
+        log_excerpt: Some(log.into()),
         started_at: None,
         finished_at: Some(0),
         received_at: 0,
         repository: None,
     };
     failure_of_signals(pack, ci_signal(&event, "medic.ci.events", 0, 0))
+}
+
+/// The figures for `items` delivered as `delivery`.
+pub fn evaluate(pack: &RulePack, items: &[Item], delivery: Delivery) -> Evaluation {
+    let mut eval = Evaluation::default();
+    for item in items {
+        let got = failure(pack, item, delivery);
+        eval.add(
+            item.failure_type,
+            item.transient,
+            got.as_ref().map(|f| f.failure_type),
+            got.as_ref().is_some_and(|f| f.transient),
+        );
+    }
+    eval
 }
