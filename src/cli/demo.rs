@@ -1,6 +1,6 @@
 //! `medic demo`: the whole pipeline on the embedded cluster, driven with fixture traffic.
 
-use super::run::check_layout;
+use super::run::{check_layout, join_stage};
 use super::shutdown_on_signal;
 use anyhow::{anyhow, bail, Context};
 use medic::app;
@@ -52,10 +52,10 @@ pub(super) async fn command(
     shutdown.trigger();
     let mut problems = Vec::new();
     for (stage, handle) in handles {
-        match tokio::task::spawn_blocking(move || handle.join()).await {
-            Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err(e))) => problems.push(format!("{stage} stopped: {e}")),
-            _ => problems.push(format!("{stage} panicked")),
+        match join_stage(handle).await {
+            Ok(_) => {}
+            Err(Some(e)) => problems.push(format!("{stage} stopped: {e}")),
+            Err(None) => problems.push(format!("{stage} panicked")),
         }
     }
     let report = report.map_err(|e| anyhow!(e))?;

@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, Context};
 use medic::app;
 use medic::config::Config;
 use medic::kafka::embedded::EmbeddedCluster;
+use medic::kafka::runner::{RunStats, RunnerError};
 use medic::kafka::{ClientSettings, Shutdown};
 use medic::stages::StageName;
 use medic::topics::Topics;
@@ -128,16 +129,13 @@ async fn run_stages(
         }
     }
     for (stage, handle) in handles {
-        let result = tokio::task::spawn_blocking(move || handle.join()).await;
-        match result {
-            Ok(Ok(Ok(stats))) => tracing::info!(%stage, ?stats, "stage finished"),
-            Ok(Ok(Err(e))) => {
-                eprintln!("medic: {stage}: {e}");
-                shutdown.trigger();
-                failed = true;
-            }
-            _ => {
-                eprintln!("medic: {stage}: the stage thread panicked");
+        match join_stage(handle).await {
+            Ok(stats) => tracing::info!(%stage, ?stats, "stage finished"),
+            Err(why) => {
+                eprintln!(
+                    "medic: {stage}: {}",
+                    why.map_or("the stage thread panicked".to_string(), |e| e.to_string())
+                );
                 shutdown.trigger();
                 failed = true;
             }
@@ -151,4 +149,15 @@ async fn run_stages(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Waits for a stage's thread without blocking the runtime: its statistics,
+/// or the error it stopped on (`None` when the thread panicked).
+pub(super) async fn join_stage(
+    handle: std::thread::JoinHandle<Result<RunStats, RunnerError>>,
+) -> Result<RunStats, Option<RunnerError>> {
+    match tokio::task::spawn_blocking(move || handle.join()).await {
+        Ok(Ok(result)) => result.map_err(Some),
+        _ => Err(None),
+    }
 }
