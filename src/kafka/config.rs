@@ -109,7 +109,7 @@ impl Default for DeliveryConfig {
 
 impl KafkaConfig {
     /// `(section, property)` of every configured librdkafka property.
-    pub(crate) fn property_names(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    fn property_names(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.properties
             .keys()
             .map(|k| ("properties", k.as_str()))
@@ -208,7 +208,7 @@ impl DeliveryConfig {
 }
 
 /// Librdkafka properties medic sets itself; configuring them would break a guarantee.
-pub const OWNED_PROPERTIES: &[&str] = &[
+const OWNED_PROPERTIES: &[&str] = &[
     "bootstrap.servers",
     "group.id",
     "enable.auto.commit",

@@ -153,7 +153,7 @@ pub enum SmtpTls {
     None,
 }
 
-pub(crate) fn default_events() -> Vec<NotificationTrigger> {
+fn default_events() -> Vec<NotificationTrigger> {
     vec![
         NotificationTrigger::ApprovalNeeded,
         NotificationTrigger::Outcome,
