@@ -7,7 +7,10 @@ use crate::domain::{
 use std::collections::BTreeMap;
 
 /// The signal for a finished-badly CI run; `None` for runs that succeeded or
-/// are still going, which say nothing about a failure.
+/// are still going, which say nothing about a failure. Its text is one line
+/// medic writes (platform, pipeline, job, "failed", failed steps, failure
+/// reason), then the run's log excerpt as the platform sent it; categorize
+/// reads no symptom wording in that first line.
 pub fn ci_signal(event: &CiEvent, topic: &str, partition: i32, offset: i64) -> Option<Signal> {
     let verb = match event.status {
         CiStatus::Failure => "failed",
