@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example corpus_report -- train --misses
 //! cargo run --release --example corpus_report -- train --misses --from-disk --ecosystem go,rust
+//! cargo run --release --example corpus_report -- train --group dep2,cfg2   # a new batch, before rules are written from it
 //! cargo run --release --example corpus_report -- dev [--rules-only] [--lines]
 //! ```
 //!
@@ -15,7 +16,10 @@
 //! `--from-disk` reads the default pack from `src/stages/categorize/` instead
 //! of the copy compiled in (the model too, from `model.tsv`), so an edited
 //! pack file is measured without a rebuild. `--rules-only` leaves the learned
-//! model out. `--ecosystem` keeps the items of those ecosystems only. `dev`
+//! model out. `--ecosystem` keeps the items of those ecosystems only, and
+//! `--group` those whose id starts with one of the groups: a batch just added
+//! to train, measured before any rule is written from it, is one more figure
+//! on unseen text. `dev`
 //! prints figures only, never an item: rules are written from `train`
 //! (`tests/data/corpus/README.md`).
 
@@ -44,6 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|i| args.get(i + 1))
         .map(|list| list.split(',').map(str::to_string).collect())
         .unwrap_or_default();
+    let groups: Vec<String> = args
+        .iter()
+        .position(|a| a == "--group")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(|g| format!("{g}-")).collect())
+        .unwrap_or_default();
     if !matches!(split, "train" | "dev") {
         return Err(format!("split must be train or dev, not {split:?}").into());
     }
@@ -66,6 +76,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut eval = Evaluation::default();
     for item in &items {
         if !ecosystems.is_empty() && !ecosystems.contains(&item.ecosystem) {
+            continue;
+        }
+        if !groups.is_empty() && !groups.iter().any(|g| item.id.starts_with(g.as_str())) {
             continue;
         }
         let failure = corpus::failure(&pack, item, delivery);

@@ -162,30 +162,51 @@ pub fn categorize(pack: &RulePack, input: &OfflineInput) -> OfflineResult {
     }
 }
 
-static MASKS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+/// A byte a mask's match must contain, so a line without one skips it.
+#[derive(Clone, Copy)]
+enum Needs {
+    Dash,
+    Dot,
+    Digit,
+}
+
+static MASKS: LazyLock<Vec<(Regex, &'static str, Needs)>> = LazyLock::new(|| {
     [
-        (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
-        (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", "<time>"),
-        (r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b", "<ip>"),
-        (r"\b[a-z0-9]+(-[a-z0-9]+)*-[bcdfghjklmnpqrstvwxz2-9]{8,10}-[bcdfghjklmnpqrstvwxz2-9]{5}\b", "<pod>"),
-        (r"\b(0x)?[0-9a-fA-F]*\d[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b(0x)?[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\d[0-9a-fA-F]*\b", "<hex>"),
-        (r"\d+", "<n>"),
+        (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>", Needs::Dash),
+        (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", "<time>", Needs::Dash),
+        (r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b", "<ip>", Needs::Dot),
+        (r"\b[a-z0-9]+(-[a-z0-9]+)*-[bcdfghjklmnpqrstvwxz2-9]{8,10}-[bcdfghjklmnpqrstvwxz2-9]{5}\b", "<pod>", Needs::Dash),
+        (r"\b(0x)?[0-9a-fA-F]*\d[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b(0x)?[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\d[0-9a-fA-F]*\b", "<hex>", Needs::Digit),
+        (r"\d+", "<n>", Needs::Digit),
     ]
     .into_iter()
-    .map(|(pattern, tag)| (Regex::new(pattern).unwrap_or_else(|e| panic!("mask {pattern}: {e}")), tag))
+    .map(|(pattern, tag, needs)| (Regex::new(pattern).unwrap_or_else(|e| panic!("mask {pattern}: {e}")), tag, needs))
     .collect()
 });
 
 /// The shape of a line: numbers, ids, hashes, addresses and times masked, so
 /// lines that differ only in those count as one.
 pub fn shape(line: &str) -> String {
-    let masked = MASKS
-        .iter()
-        .fold(line.trim().to_string(), |text, (re, tag)| {
-            re.replace_all(&text, *tag).into_owned()
-        });
+    // Masks run in order, each on the previous one's output; one that cannot
+    // match (no `-`, `.` or digit left) is skipped, and a mask that changes
+    // nothing copies nothing. The categorize stage shapes unmatched lines of
+    // failing deployments as they stream by.
+    let mut text = std::borrow::Cow::Borrowed(line.trim());
+    for (re, tag, needs) in MASKS.iter() {
+        let present = match needs {
+            Needs::Dash => text.contains('-'),
+            Needs::Dot => text.contains('.'),
+            Needs::Digit => text.bytes().any(|b| b.is_ascii_digit()),
+        };
+        if !present {
+            continue;
+        }
+        if let std::borrow::Cow::Owned(masked) = re.replace_all(&text, *tag) {
+            text = std::borrow::Cow::Owned(masked);
+        }
+    }
     // Hex masking needs at least one letter and one digit; pure words survive.
-    masked.chars().take(300).collect()
+    text.chars().take(300).collect()
 }
 
 /// Lines no rule matched, grouped by [`shape`], most frequent first:
