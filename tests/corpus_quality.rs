@@ -32,8 +32,8 @@ struct Floors {
 /// what the pack reaches).
 const DEV: Floors = Floors {
     coverage: 0.97,
-    accuracy: 0.82,
-    macro_f1: 0.83,
+    accuracy: 0.83,
+    macro_f1: 0.84,
     transient_f1: 0.82,
 };
 
@@ -41,7 +41,7 @@ const DEV: Floors = Floors {
 const DEV_LINES: Floors = Floors {
     coverage: 0.86,
     accuracy: 0.77,
-    macro_f1: 0.82,
+    macro_f1: 0.83,
     transient_f1: 0.82,
 };
 
