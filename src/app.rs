@@ -84,13 +84,14 @@ pub fn processor(
             config.decide.clone(),
             rules.policy.clone(),
         )),
-        StageName::Orchestrate => {
-            Box::new(Orchestrate::new(topics.clone(), config.orchestrate.clone()))
-        }
+        StageName::Orchestrate => Box::new(Orchestrate::new(
+            topics.clone(),
+            config.orchestrate.clone().without_executors(),
+        )),
         StageName::Shadow => Box::new(Shadow::new(
             topics.clone(),
             config.decide.clone(),
-            config.orchestrate.clone(),
+            config.orchestrate.clone().without_executors(),
             rules
                 .shadow_policy
                 .clone()

@@ -23,8 +23,8 @@ pub use crate::stages::ingest::config::{
 pub use crate::stages::notify::config::{
     ChannelConfig, ChannelKind, NotifyConfig, RateLimit, SmtpConfig, SmtpTls, StatusApi,
 };
+pub use crate::stages::orchestrate::config::{EnvironmentConstraints, OrchestrateConfig};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Everything medic can be told.
@@ -41,8 +41,8 @@ pub struct Config {
     pub categorize: CategorizeConfig,
     /// Strategy choice.
     pub decide: DecideConfig,
-    /// Recovery execution.
-    pub orchestrate: OrchestrateConfig,
+    /// Recovery execution, with the executors' settings.
+    pub orchestrate: OrchestrateConfig<ExecutorsConfig>,
     /// Notifications.
     pub notify: NotifyConfig,
     /// The CI/CD webhook bridge.
@@ -78,97 +78,6 @@ pub struct ShadowConfig {
     /// Policy files of the candidate policy, applied over the built-in one
     /// (not over `decide.policy_files`: list those too if the candidate keeps them).
     pub policy_files: Vec<PathBuf>,
-}
-
-/// Recovery execution.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OrchestrateConfig {
-    /// Record what would be done instead of doing it. The only mode until real
-    /// executors are configured.
-    pub dry_run: bool,
-    /// No second disruptive action (see `cooldown_actions`) on the same
-    /// deployment within this many minutes.
-    pub cooldown_minutes: u64,
-    /// The actions the cooldown applies to.
-    pub cooldown_actions: Vec<String>,
-    /// Global circuit breaker: after this many automated actions within
-    /// `circuit_breaker_window_minutes` (per orchestrate instance), every
-    /// further action waits for a human's approval. 0 turns it off.
-    pub circuit_breaker_max_actions: u32,
-    /// The circuit breaker's window.
-    pub circuit_breaker_window_minutes: u64,
-    /// Which executor carries out which action, and their settings.
-    pub executors: ExecutorsConfig,
-    /// What a recovery may do to each environment (the original design's
-    /// `recovery_constraints`); environments not listed have none.
-    pub constraints: BTreeMap<String, EnvironmentConstraints>,
-    /// When a recovery resolves, remove the temporary measures it took (an
-    /// opened circuit breaker, read-only mode) in the cleanup phase.
-    pub cleanup_temporary_measures: bool,
-}
-
-/// What a recovery may do to one environment.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EnvironmentConstraints {
-    /// Longest interruption a single action may cause. Restarts and rollbacks
-    /// run as rolling variants (no interruption); failover, isolating a
-    /// component and (unless acceptable) read-only mode are expected to
-    /// interrupt for up to their timeout, and a recovery that would exceed
-    /// this escalates instead.
-    pub max_downtime_minutes: u64,
-    /// Passed to executors with every restart, rollback and scale, for
-    /// rollout settings (`min_availability_percent` parameter).
-    pub min_availability_percent: Option<f64>,
-    /// Whether read-only mode counts as acceptable (not as downtime).
-    pub readonly_mode_acceptable: bool,
-    /// A human approves before the first automated action, whatever the plan says.
-    pub requires_approval: bool,
-    /// A failed notification fails the recovery; elsewhere notifications are
-    /// best effort and the recovery goes on.
-    pub notification_required: bool,
-}
-
-impl Default for EnvironmentConstraints {
-    fn default() -> Self {
-        EnvironmentConstraints {
-            max_downtime_minutes: 30,
-            min_availability_percent: None,
-            readonly_mode_acceptable: true,
-            requires_approval: false,
-            notification_required: false,
-        }
-    }
-}
-
-fn default_constraints() -> BTreeMap<String, EnvironmentConstraints> {
-    let env = |downtime, approval, notification| EnvironmentConstraints {
-        max_downtime_minutes: downtime,
-        requires_approval: approval,
-        notification_required: notification,
-        ..EnvironmentConstraints::default()
-    };
-    BTreeMap::from([
-        ("production".to_string(), env(5, true, true)),
-        ("staging".to_string(), env(15, false, true)),
-        ("development".to_string(), env(30, false, false)),
-    ])
-}
-
-impl Default for OrchestrateConfig {
-    fn default() -> Self {
-        OrchestrateConfig {
-            dry_run: true,
-            cooldown_minutes: 15,
-            cooldown_actions: vec!["restart_service".into(), "rollback_deployment".into()],
-            circuit_breaker_max_actions: 30,
-            circuit_breaker_window_minutes: 10,
-            executors: ExecutorsConfig::default(),
-            constraints: default_constraints(),
-            cleanup_temporary_measures: true,
-        }
-    }
 }
 
 /// A configuration problem, located.

@@ -11,10 +11,10 @@
 //! traffic before it acts. Shadow keeps no changelog: recoveries in flight
 //! when it restarts are not finished.
 
-use crate::config::OrchestrateConfig;
 use crate::domain::{Approval, ApprovalDecision, CategorizedFailure, Millis, RecoveryStatus};
 use crate::stages::decide::config::DecideConfig;
 use crate::stages::decide::{policy::Policy, Decide};
+use crate::stages::orchestrate::config::OrchestrateConfig;
 use crate::stages::orchestrate::Orchestrate;
 use crate::stages::{
     decode_input, Action, EffectRequest, EffectResult, InputRecord, ProcessError, Processor,

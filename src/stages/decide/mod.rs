@@ -16,6 +16,7 @@
 //! with failures, so they move with the partitions) and summed over every
 //! deployment this instance holds to rank strategies.
 
+pub mod condition;
 pub mod config;
 pub mod policy;
 pub mod program;

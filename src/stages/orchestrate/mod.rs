@@ -33,6 +33,7 @@
 //! in `records.rs`.
 
 mod cleanup;
+pub mod config;
 mod finish;
 mod machine;
 mod records;
@@ -40,7 +41,6 @@ mod safety;
 mod steps;
 
 use crate::codec;
-use crate::config::OrchestrateConfig;
 use crate::domain::*;
 use crate::stages::{
     decode_input, Action, EffectRequest, EffectResult, InputRecord, Observation, OutputRecord,
@@ -48,6 +48,7 @@ use crate::stages::{
 };
 use crate::topics::Topics;
 use cleanup::*;
+use config::OrchestrateConfig;
 use machine::*;
 use safety::*;
 use std::collections::{BTreeMap, VecDeque};

@@ -15,7 +15,7 @@ pub(super) fn automated(action: &str) -> bool {
 /// allow, if it would. Failover and isolating a component interrupt for up
 /// to their timeout; so does read-only mode where it is not acceptable.
 pub(super) fn downtime(
-    c: &crate::config::EnvironmentConstraints,
+    c: &super::config::EnvironmentConstraints,
     step: &StepState,
     environment: &str,
 ) -> Option<String> {
@@ -35,7 +35,7 @@ pub(super) fn downtime(
 
 /// The variant of `step` the constraints call for: restarts and rollbacks
 /// roll (no interruption), and executors learn the availability to keep.
-pub(super) fn variant(c: &crate::config::EnvironmentConstraints, step: &mut StepState) {
+pub(super) fn variant(c: &super::config::EnvironmentConstraints, step: &mut StepState) {
     if matches!(
         step.action.as_str(),
         "restart_service" | "rollback_deployment" | "scale_resources"
