@@ -20,8 +20,27 @@
 
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
 use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The `metrics` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` listener of processes that do not run the
+    /// bridge (`medic run <stage>`); `medic run all` and `medic bridge` serve
+    /// `/metrics` on the bridge's address. Empty turns it off.
+    pub listen: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: Some("0.0.0.0:9464".into()),
+        }
+    }
+}
 
 /// Every metric medic exports (histograms also as `_bucket`, `_sum`, `_count`).
 pub const METRIC_NAMES: &[&str] = &[

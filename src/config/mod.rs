@@ -24,6 +24,8 @@ pub use crate::stages::notify::config::{
     ChannelConfig, ChannelKind, NotifyConfig, RateLimit, SmtpConfig, SmtpTls, StatusApi,
 };
 pub use crate::stages::orchestrate::config::{EnvironmentConstraints, OrchestrateConfig};
+pub use crate::stages::shadow::ShadowConfig;
+pub use crate::telemetry::MetricsConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -51,33 +53,6 @@ pub struct Config {
     pub shadow: ShadowConfig,
     /// Prometheus metrics.
     pub metrics: MetricsConfig,
-}
-
-/// Prometheus metrics.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Address of the `/metrics` listener of processes that do not run the
-    /// bridge (`medic run <stage>`); `medic run all` and `medic bridge` serve
-    /// `/metrics` on the bridge's address. Empty turns it off.
-    pub listen: Option<String>,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            listen: Some("0.0.0.0:9464".into()),
-        }
-    }
-}
-
-/// Shadow mode.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ShadowConfig {
-    /// Policy files of the candidate policy, applied over the built-in one
-    /// (not over `decide.policy_files`: list those too if the candidate keeps them).
-    pub policy_files: Vec<PathBuf>,
 }
 
 /// A configuration problem, located.

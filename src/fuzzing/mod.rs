@@ -16,13 +16,15 @@
 use crate::bridge::verify::{sign_hex, Verifier, VerifyError};
 use crate::ci::{self, Delivery, NormalizeError};
 use crate::codec::{self, AvroRecord};
-use crate::config::{CategorizeConfig, DecideConfig, IngestConfig};
 use crate::domain::*;
+use crate::stages::categorize::config::CategorizeConfig;
 use crate::stages::categorize::rules::{RuleKind, RulePack};
 use crate::stages::categorize::Categorize;
+use crate::stages::decide::config::DecideConfig;
 use crate::stages::decide::policy::{Node, Policy, Strategy};
 use crate::stages::decide::tree::{walk, WalkOptions};
 use crate::stages::decide::{program, render, Decide};
+use crate::stages::ingest::config::IngestConfig;
 use crate::stages::ingest::{shippers, Ingest};
 use crate::stages::{Action, InputRecord, ProcessError, Processor};
 use crate::topics::Topics;

@@ -21,8 +21,19 @@ use crate::stages::{
     StageName,
 };
 use crate::topics::Topics;
+use serde::Deserialize;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The `shadow` section.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    /// Policy files of the candidate policy, applied over the built-in one
+    /// (not over `decide.policy_files`: list those too if the candidate keeps them).
+    pub policy_files: Vec<PathBuf>,
+}
 
 /// Who passes the gates in shadow mode.
 pub const SHADOW_APPROVER: &str = "shadow (auto-approved)";
