@@ -31,6 +31,15 @@ use medic::stages::categorize::evaluate::Evaluation;
 use medic::stages::categorize::offline::failure_of_lines;
 use medic::stages::categorize::rules::RulePack;
 
+/// The comma-separated values after `flag`, or none.
+fn list_arg(args: &[String], flag: &str) -> Vec<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let split = args.first().map(String::as_str).unwrap_or("train");
@@ -42,18 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Delivery::AsReceived
     };
-    let ecosystems: Vec<String> = args
+    let ecosystems = list_arg(&args, "--ecosystem");
+    let groups: Vec<String> = list_arg(&args, "--group")
         .iter()
-        .position(|a| a == "--ecosystem")
-        .and_then(|i| args.get(i + 1))
-        .map(|list| list.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
-    let groups: Vec<String> = args
-        .iter()
-        .position(|a| a == "--group")
-        .and_then(|i| args.get(i + 1))
-        .map(|list| list.split(',').map(|g| format!("{g}-")).collect())
-        .unwrap_or_default();
+        .map(|g| format!("{g}-"))
+        .collect();
     if !matches!(split, "train" | "dev") {
         return Err(format!("split must be train or dev, not {split:?}").into());
     }
