@@ -9,6 +9,7 @@ use crate::executors::github::GithubExecutor;
 use crate::executors::gitlab::GitlabExecutor;
 use crate::executors::http::HttpExecutor;
 use crate::executors::kubernetes::KubernetesExecutor;
+use crate::executors::routing;
 use crate::executors::step::{Retry, StepExecutor, StepRouter};
 use crate::executors::{Channels, CommitStatusSink, DryRun, Executor, Executors, StatusTarget};
 use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError, StageStatus};
@@ -220,6 +221,30 @@ pub fn step_router(config: &ExecutorsConfig) -> Result<StepRouter, String> {
         },
     )
     .map_err(|e| format!("orchestrate.executors.routes: {e}"))
+}
+
+/// Checks that every step the loaded policy can reach really runs as
+/// configured (see [`routing`]): routed to an executor that accepts its
+/// parameters, or simulated on purpose. Fails listing each problem.
+pub fn check_routing(config: &Config, rules: &Rules) -> Result<(), String> {
+    let executors = &config.orchestrate.executors;
+    let router = step_router(executors)?;
+    let reach = routing::reachable(&rules.policy, config.orchestrate.cleanup_temporary_measures);
+    let problems = routing::problems(
+        &reach,
+        &config.orchestrate.dry_run,
+        &executors.routes,
+        &executors.default,
+        &router,
+    );
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "orchestrate.dry_run is {}, but the recovery policy cannot run as configured:\n  - {}",
+        config.orchestrate.dry_run.describe(),
+        problems.join("\n  - ")
+    ))
 }
 
 /// CI platforms the configuration can write commit statuses to.

@@ -13,6 +13,11 @@
 //! * **deployment failures prevented**: succeeded recoveries of failures no
 //!   CI run had reported as failed — medic acted on the logs before the
 //!   pipeline or a person declared the deployment broken.
+//! * **simulated**: recoveries with at least one step only recorded (a dry
+//!   run, or an action listed in `orchestrate.dry_run`). They are left out
+//!   of the rates, times and prevented failures above, since a simulated
+//!   step says nothing about whether the real one works, unless
+//!   [`Stats::from_outcomes_including_simulated`] asks for them.
 
 use crate::domain::{recovery_first_seen, Outcome, RecoveryOutcome};
 use serde::Serialize;
@@ -48,6 +53,10 @@ pub struct Stats {
     pub recoveries: u64,
     /// Of which dry runs.
     pub dry_runs: u64,
+    /// Of which with a simulated step (dry runs included).
+    pub simulated: u64,
+    /// Whether simulated recoveries count in the rates and times.
+    pub simulated_included: bool,
     /// Per strategy.
     pub by_strategy: BTreeMap<String, StrategyRow>,
     /// Succeeded ÷ (succeeded + failed), when any acted.
@@ -65,18 +74,40 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Statistics over `outcomes`; a repeated recovery id counts once (the last wins).
+    /// Statistics over `outcomes`; a repeated recovery id counts once (the
+    /// last wins). Recoveries with a simulated step are counted, but not in
+    /// the rates, times and prevented failures.
     pub fn from_outcomes<'a>(outcomes: impl IntoIterator<Item = &'a RecoveryOutcome>) -> Stats {
+        Stats::compute(outcomes, false)
+    }
+
+    /// As [`Stats::from_outcomes`], with simulated recoveries in the rates
+    /// and times as if their simulated steps had run.
+    pub fn from_outcomes_including_simulated<'a>(
+        outcomes: impl IntoIterator<Item = &'a RecoveryOutcome>,
+    ) -> Stats {
+        Stats::compute(outcomes, true)
+    }
+
+    fn compute<'a>(
+        outcomes: impl IntoIterator<Item = &'a RecoveryOutcome>,
+        include_simulated: bool,
+    ) -> Stats {
         let mut latest: BTreeMap<&str, &RecoveryOutcome> = BTreeMap::new();
         for o in outcomes {
             latest.insert(o.recovery_id.as_str(), o);
         }
-        let mut s = Stats::default();
+        let mut s = Stats {
+            simulated_included: include_simulated,
+            ..Stats::default()
+        };
         let mut ttr: Vec<f64> = Vec::new();
         let (mut succeeded, mut failed, mut quiet) = (0u64, 0u64, 0u64);
         for o in latest.values() {
             s.recoveries += 1;
             s.dry_runs += u64::from(o.dry_run);
+            let simulated = o.dry_run || !o.simulated_steps.is_empty();
+            s.simulated += u64::from(simulated);
             let row = s.by_strategy.entry(o.strategy.clone()).or_default();
             match o.outcome {
                 Outcome::Succeeded => row.succeeded += 1,
@@ -86,6 +117,9 @@ impl Stats {
             }
             if o.approver.is_some() {
                 s.manual_interventions += 1;
+            }
+            if simulated && !include_simulated {
+                continue;
             }
             match o.outcome {
                 Outcome::Succeeded => {
@@ -143,8 +177,8 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} recoveries ({} dry runs)",
-            self.recoveries, self.dry_runs
+            "{} recoveries ({} dry runs, {} with simulated steps)",
+            self.recoveries, self.dry_runs, self.simulated
         )?;
         writeln!(
             f,
@@ -159,6 +193,17 @@ impl fmt::Display for Stats {
             )?;
         }
         writeln!(f)?;
+        if self.simulated > 0 {
+            writeln!(
+                f,
+                "{}",
+                if self.simulated_included {
+                    "rates and times include simulated recoveries (--include-simulated)"
+                } else {
+                    "rates and times leave out simulated recoveries (--include-simulated counts them)"
+                }
+            )?;
+        }
         writeln!(
             f,
             "success rate                  {}",
@@ -217,6 +262,7 @@ mod tests {
             ci: None,
             approver: None,
             actions: vec!["notify".into(), "scale_resources".into()],
+            simulated_steps: Vec::new(),
         }
     }
 

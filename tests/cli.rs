@@ -77,6 +77,89 @@ fn a_bad_config_file_stops_medic_with_file_line_and_field() {
     }
 }
 
+/// With dry run off, `check-config` (and `medic run`) refuses a policy that
+/// would simulate anything without saying so: it names each action no
+/// executor carries out, with every strategy and node that reaches it, and
+/// runs each step's parameters past the executor it is routed to.
+#[test]
+fn check_config_with_dry_run_off_names_what_would_not_really_run() {
+    let dir = std::env::temp_dir().join(unique_prefix("routing"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("medic.yaml");
+    let check = |yaml: &str| {
+        std::fs::write(&file, yaml).expect("write");
+        let out = medic()
+            .arg("check-config")
+            .arg("--config")
+            .arg(&file)
+            .env("MEDIC_TEST_KUBE_TOKEN", "t0ken")
+            .output()
+            .expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, stderr) = check("orchestrate:\n  dry_run: false\n");
+    assert!(!ok);
+    for unrouted in [
+        "orchestrate.dry_run is false, but the recovery policy cannot run as configured",
+        "rollback_deployment has no executor (reached by ",
+        "application_recovery.rollback, ",
+        "configuration_fix.revert",
+        "database_recovery.rollback_migration",
+        "run_health_check has no executor (reached by",
+        "network_recovery.reachable",
+        "escalate has no executor",
+        "disable_readonly_mode has no executor (reached by database_recovery.protect.cleanup)",
+    ] {
+        assert!(stderr.contains(unrouted), "{unrouted}: {stderr}");
+    }
+
+    // Everything but the rollback simulated on purpose; the rollback goes
+    // to Kubernetes, which accepts the trees' `to_revision: previous`.
+    let others: Vec<&str> = medic::stages::decide::policy::ACTIONS
+        .iter()
+        .map(|(a, _)| *a)
+        .filter(|a| *a != "rollback_deployment")
+        .collect();
+    let routed = format!(
+        "orchestrate:\n  dry_run: [{}]\n  executors:\n    routes: {{rollback_deployment: kubernetes}}\n    \
+         kubernetes: {{api_server: \"https://127.0.0.1:6443\", token: \"${{env:MEDIC_TEST_KUBE_TOKEN}}\"}}\n",
+        others.join(", ")
+    );
+    let (ok, stdout, stderr) = check(&routed);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("dry_run=[clear_cache, "), "{stdout}");
+
+    // A revision the executor cannot read fails here, not during an incident.
+    let policy = dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        medic::stages::decide::policy::DEFAULT_POLICY
+            .replace("to_revision: previous", "to_revision: last-good"),
+    )
+    .expect("write");
+    let (ok, _, stderr) = check(&format!(
+        "{routed}decide:\n  policy_files: [\"{}\"]\n",
+        policy.display()
+    ));
+    assert!(!ok);
+    assert!(
+        stderr.contains("strategy application_recovery node rollback: rollback_deployment on the kubernetes executor: to_revision \"last-good\" is neither `previous` nor a revision number"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) =
+        check("orchestrate:\n  dry_run: [shift_trafic]\n  executors: {default: dry_run}\n");
+    assert!(!ok);
+    assert!(
+        stderr.contains("orchestrate.dry_run: 'shift_trafic' is not an action medic knows"),
+        "{stderr}"
+    );
+}
+
 /// `medic run all` on its embedded cluster: prints where the cluster listens,
 /// logs JSON with the record's span (deployment key, stage, topic, offset)
 /// when asked to, and stops cleanly on SIGTERM.
@@ -236,13 +319,24 @@ fn a_production_recovery_waits_for_medic_approve_and_records_the_approver() {
     );
     drop(running);
 
-    let stats = medic()
-        .args(["stats", "--json", "--brokers", &c.settings.brokers])
-        .args(["--topic-prefix", &c.topics.prefix])
-        .output()
-        .expect("runs");
-    assert!(stats.status.success(), "{stats:?}");
-    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
+    let stats = |extra: &[&str]| {
+        let out = medic()
+            .args(["stats", "--json", "--brokers", &c.settings.brokers])
+            .args(["--topic-prefix", &c.topics.prefix])
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    // A dry run says nothing about whether the strategy works.
+    let honest = stats(&[]);
+    assert_eq!(
+        (honest["recoveries"].clone(), honest["simulated"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(honest["success_rate"], serde_json::Value::Null, "{honest}");
+    let stats = stats(&["--include-simulated"]);
     assert_eq!(stats["recoveries"], 1);
     assert_eq!(stats["manual_interventions"], 1, "alice approved it");
     assert_eq!(stats["success_rate"], 1.0);

@@ -5,6 +5,7 @@
 use medic::executors::argo_rollouts::ArgoRolloutsExecutor;
 use medic::executors::kubernetes::{
     ConnectionError, KubeConnection, KubernetesConfig, KubernetesExecutor, NameTemplates,
+    RolloutWait,
 };
 use medic::executors::step::{StepError, StepExecutor, StepRequest, StepResult};
 use serde_json::{json, Value};
@@ -154,6 +155,10 @@ fn config(url: &str) -> KubernetesConfig {
     KubernetesConfig {
         api_server: Some(url.into()),
         token: Some("tok".into()),
+        rollout: RolloutWait {
+            enabled: true,
+            poll_ms: 10,
+        },
         ..KubernetesConfig::default()
     }
 }
@@ -215,8 +220,20 @@ fn deployment(revision: u32, image: &str) -> Value {
                          "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
             "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600
         },
-        "status": {"observedGeneration": revision, "replicas": 3, "updatedReplicas": 3}
+        "status": {"observedGeneration": revision, "replicas": 3, "updatedReplicas": 3,
+                   "availableReplicas": 3}
     })
+}
+
+/// `d` while the controller rolls out generation `generation`: observed,
+/// `updated` of its replicas on the new template, `available` of those serving,
+/// `total` pods in all.
+fn rolling(mut d: Value, generation: u32, updated: u32, available: u32, total: u32) -> Value {
+    d["metadata"]["generation"] = json!(generation);
+    d["status"] = json!({"observedGeneration": generation, "replicas": total,
+        "updatedReplicas": updated, "availableReplicas": available,
+        "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]});
+    d
 }
 
 /// A ReplicaSet of `owner` at `revision`, with its own annotations.
@@ -265,16 +282,38 @@ const HASH: &str = "pod-template-hash";
 
 #[tokio::test]
 async fn rollout_restart_sets_the_restarted_at_annotation() {
-    let (url, log) = api_server(vec![(200, deployment(3, "checkout:1.3"))]);
+    let at_rest = deployment(3, "checkout:1.3");
+    let (url, log) = api_server(vec![
+        (200, at_rest.clone()),
+        // What `kubectl rollout status` waits through: new pods starting,
+        // old ones terminating, then every replica updated and available.
+        (200, rolling(at_rest.clone(), 4, 1, 3, 4)),
+        (200, rolling(at_rest.clone(), 4, 3, 2, 4)),
+        (200, rolling(at_rest, 4, 3, 3, 3)),
+    ]);
     let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     let done = run(&kube(&url), &request("restart_service", "checkout", &[]))
         .await
         .expect("restarted");
     assert_eq!(done.http_status, Some(200));
     assert!(done.detail.contains("prod/checkout"), "{}", done.detail);
+    assert!(
+        done.detail
+            .ends_with("rollout complete: 3 of 3 replicas updated and available"),
+        "{}",
+        done.detail
+    );
 
     let seen = seen(&log);
-    assert_eq!(seen.len(), 1);
+    assert_eq!(seen.len(), 4);
+    for read in &seen[1..] {
+        read.check(
+            "GET",
+            "/apis/apps/v1/namespaces/prod/deployments/checkout",
+            "tok",
+            None,
+        );
+    }
     seen[0].check(
         "PATCH",
         "/apis/apps/v1/namespaces/prod/deployments/checkout",
@@ -340,6 +379,7 @@ async fn undo_restores_the_previous_revision_without_the_hash_label() {
     let (url, log) = api_server(vec![
         (200, deployment(3, "checkout:1.3")),
         (200, list(rss)),
+        (200, rolling(deployment(3, "checkout:1.2"), 4, 0, 3, 3)),
         (200, deployment(4, "checkout:1.2")),
     ]);
     let done = run(
@@ -355,7 +395,7 @@ async fn undo_restores_the_previous_revision_without_the_hash_label() {
     );
 
     let seen = seen(&log);
-    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.len(), 4, "read, list, patch, read until complete");
     seen[0].check(
         "GET",
         "/apis/apps/v1/namespaces/prod/deployments/checkout",
@@ -383,9 +423,99 @@ async fn undo_restores_the_previous_revision_without_the_hash_label() {
                 // The deployment's bookkeeping stays; the revision's own annotations come back.
                 "deployment.kubernetes.io/revision": "3",
                 "kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"apps/v1\"}",
-                "team": "payments"
+                "team": "payments",
+                // Another attempt of this step will not roll back again.
+                "medic.dev/rolled-back-by": "rec-1/rollback"
             }}
         ])
+    );
+}
+
+/// The built-in trees write `to_revision: previous`; start-up checks run
+/// each step's parameters past the executor it is routed to.
+#[test]
+fn the_executors_accept_the_revisions_the_trees_write_and_refuse_others() {
+    let k = kube("http://127.0.0.1:9");
+    let a = argo("http://127.0.0.1:9");
+    let executors: [&dyn StepExecutor; 2] = [&k, &a];
+    let params = |v: &str| BTreeMap::from([("to_revision".to_string(), v.to_string())]);
+    for executor in executors {
+        for good in ["previous", "0", "12"] {
+            assert_eq!(
+                executor.check("rollback_deployment", &params(good)),
+                Ok(()),
+                "{good}"
+            );
+        }
+        let why = executor
+            .check("rollback_deployment", &params("last-good"))
+            .expect_err("not a revision");
+        assert!(
+            why.contains("neither `previous` nor a revision number"),
+            "{why}"
+        );
+    }
+    let scale = BTreeMap::from([("factor".to_string(), "lots".to_string())]);
+    assert!(k.check("scale_resources", &scale).is_err());
+}
+
+/// After a lost answer or a restart the router runs the step again with the
+/// same key: the rollback already happened, so only the wait is repeated.
+#[tokio::test]
+async fn another_attempt_of_a_rollback_does_not_roll_back_twice() {
+    let mut done_before = deployment(4, "checkout:1.2");
+    done_before["metadata"]["annotations"]["medic.dev/rolled-back-by"] = json!("rec-1/rollback");
+    let (url, log) = api_server(vec![(200, done_before.clone()), (200, done_before)]);
+    let done = run(
+        &kube(&url),
+        &request("rollback_deployment", "checkout", &[]),
+    )
+    .await
+    .expect("already done");
+    assert!(
+        done.detail
+            .contains("already rolled back by an earlier attempt"),
+        "{}",
+        done.detail
+    );
+    let seen = seen(&log);
+    assert_eq!(seen.len(), 2, "no list, no PATCH: {seen:?}");
+    assert!(seen.iter().all(|s| s.method == "GET"));
+}
+
+#[tokio::test]
+async fn a_rollout_that_stalls_fails_the_step_for_good() {
+    let at_rest = deployment(3, "checkout:1.3");
+    let mut stuck = rolling(at_rest.clone(), 4, 1, 3, 4);
+    stuck["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": "ReplicaSet \"checkout-7b5c9d8e6f\" has timed out progressing."}]);
+    let (url, _log) = api_server(vec![(200, at_rest.clone()), (200, stuck)]);
+    let e = run(&kube(&url), &request("restart_service", "checkout", &[]))
+        .await
+        .expect_err("deadline exceeded");
+    assert!(!e.retryable, "another attempt would restart again: {e:?}");
+    assert!(
+        e.detail.contains("progress deadline exceeded")
+            && e.detail.contains("timed out progressing"),
+        "{}",
+        e.detail
+    );
+
+    // Never completes within the step's timeout (here 1 s).
+    let slow = rolling(at_rest.clone(), 4, 1, 3, 4);
+    let mut answers = vec![(200, at_rest)];
+    answers.extend(std::iter::repeat_n((200, slow), 200));
+    let (url, _log) = api_server(answers);
+    let mut short = request("restart_service", "checkout", &[]);
+    short.timeout = Duration::from_secs(1);
+    let e = run(&kube(&url), &short).await.expect_err("too slow");
+    assert!(!e.retryable);
+    assert!(
+        e.detail
+            .contains("did not complete within 0.9 s: 1 of 3 replicas updated"),
+        "{}",
+        e.detail
     );
 }
 
@@ -421,6 +551,7 @@ async fn undo_to_a_named_revision() {
         (200, deployment(3, "checkout:1.3")),
         (200, list(rss)),
         (200, json!({})),
+        (200, deployment(4, "checkout:1.1")),
     ]);
     let params = [("to_revision", "1")];
     let done = run(
@@ -448,7 +579,7 @@ async fn undo_to_a_named_revision() {
     assert_eq!(seen(&log).len(), 2);
 
     let (url, log) = api_server(vec![]);
-    let params = [("to_revision", "last")];
+    let params = [("to_revision", "last-good")];
     let e = run(
         &kube(&url),
         &request("rollback_deployment", "checkout", &params),
@@ -605,6 +736,7 @@ async fn argo_rollback_aborts_then_undoes_to_the_stable_revision() {
         (200, rollout(4, "checkout:2.0")),
         (200, list(rss)),
         (200, rollout(5, "checkout:1.9")),
+        (200, healthy(rollout(5, "checkout:1.9"))),
     ]);
     let done = run(
         &argo(&url),
@@ -619,8 +751,14 @@ async fn argo_rollback_aborts_then_undoes_to_the_stable_revision() {
     );
     assert!(done.detail.contains("to revision 3"), "{}", done.detail);
 
+    assert!(
+        done.detail
+            .ends_with("rollout complete: healthy, 5 of 5 replicas available"),
+        "{}",
+        done.detail
+    );
     let seen = seen(&log);
-    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.len(), 5);
     let rollout_path = "/apis/argoproj.io/v1alpha1/namespaces/prod/rollouts/checkout";
     seen[0].check(
         "PATCH",
@@ -644,8 +782,21 @@ async fn argo_rollback_aborts_then_undoes_to_the_stable_revision() {
     );
     assert_eq!(
         seen[3].json(),
-        json!([{"op": "replace", "path": "/spec/template", "value": template("checkout:1.9", None)}])
+        json!([
+            {"op": "replace", "path": "/spec/template", "value": template("checkout:1.9", None)},
+            {"op": "add", "path": "/metadata/annotations/medic.dev~1rolled-back-by", "value": "rec-1/rollback"}
+        ])
     );
+    seen[4].check("GET", rollout_path, "tok", None);
+}
+
+/// The rollout once the controller has put the restored template back on
+/// the stable ReplicaSet (Argo writes `observedGeneration` as a string).
+fn healthy(mut r: Value) -> Value {
+    r["metadata"]["generation"] = json!(8);
+    r["status"] = json!({"observedGeneration": "8", "phase": "Healthy", "stableRS": "6f9c8d7b5a",
+        "currentPodHash": "6f9c8d7b5a", "replicas": 5, "updatedReplicas": 5, "availableReplicas": 5});
+    r
 }
 
 #[tokio::test]
@@ -723,7 +874,8 @@ async fn names_that_are_not_kubernetes_names_are_refused_before_any_request() {
     assert!(seen(&log).is_empty());
 
     // A component replaces the name template.
-    let (url, log) = api_server(vec![(200, json!({}))]);
+    // The PATCH, then the read that finds the rollout complete.
+    let (url, log) = api_server(vec![(200, json!({})), (200, deployment(3, "checkout:1.3"))]);
     let params = [("component", "checkout-worker")];
     run(
         &kube(&url),
@@ -809,7 +961,8 @@ impl Drop for TempDir {
 
 #[tokio::test]
 async fn kubeconfig_context_gives_server_token_and_namespace() {
-    let (url, log) = api_server(vec![(200, json!({}))]);
+    // The PATCH, then the read that finds the rollout complete.
+    let (url, log) = api_server(vec![(200, json!({})), (200, deployment(3, "checkout:1.3"))]);
     let dir = TempDir::new("kubeconfig");
     let ca = base64_encode(CA_PEM.as_bytes());
     let path = dir.write(
@@ -959,7 +1112,8 @@ fn in_cluster_reads_the_service_account() {
 
 #[tokio::test]
 async fn api_server_with_a_token_file_and_conflicting_settings() {
-    let (url, log) = api_server(vec![(200, json!({}))]);
+    // The PATCH, then the read that finds the rollout complete.
+    let (url, log) = api_server(vec![(200, json!({})), (200, deployment(3, "checkout:1.3"))]);
     let dir = TempDir::new("tokenfile");
     let token_file = dir.write("token", "from-file\n");
     let config = KubernetesConfig {

@@ -713,7 +713,9 @@ fn slow_server(slow: &'static str, delay: Duration) -> (String, Arc<Mutex<Vec<Ca
 fn a_slow_executor_does_not_stall_other_deployments_recoveries() {
     let (url, calls) = slow_server("/rollback/slow", Duration::from_secs(10));
     let mut c = embedded("slow-executor");
-    c.config.orchestrate.dry_run = false;
+    c.config.orchestrate.dry_run =
+        serde_yaml_ng::from_str("[notify, escalate, retry_deployment, run_health_check]")
+            .expect("dry_run list");
     let yaml = format!(
         "routes: {{rollback_deployment: http}}\nattempts: 1\n\
          http:\n  actions:\n    \

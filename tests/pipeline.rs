@@ -356,7 +356,7 @@ impl Executor for Forbidden {
 #[test]
 fn shadow_mode_writes_outcomes_of_its_own_and_calls_no_executor() {
     let mut c = embedded("shadow");
-    c.config.orchestrate.dry_run = false;
+    c.config.orchestrate.dry_run = false.into();
     let failure: CategorizedFailure =
         serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
             .expect("example");
@@ -378,7 +378,9 @@ fn shadow_mode_writes_outcomes_of_its_own_and_calls_no_executor() {
 }
 
 /// Orchestrate with real executors: a rollback and a health check go to the
-/// HTTP executor (a local server here), the rest is recorded.
+/// HTTP executor (a local server here); notifications are simulated on
+/// purpose (`dry_run: [notify, escalate, retry_deployment]`) and the outcome
+/// says so.
 #[test]
 fn orchestrate_calls_the_configured_executor_with_the_step_key() {
     let (url, seen) = common::http::server(vec![200, 503, 200]);
@@ -390,7 +392,8 @@ fn orchestrate_calls_the_configured_executor_with_the_step_key() {
          rollback_deployment: {{method: POST, url: \"{url}/rollback/{{service}}\", body: {{revision: \"{{param.to_revision}}\"}}}}\n    \
          run_health_check: {{method: GET, url: \"{url}/health/{{service}}?check={{param.check}}\"}}\n"
     );
-    c.config.orchestrate.dry_run = false;
+    c.config.orchestrate.dry_run =
+        serde_yaml_ng::from_str("[notify, escalate, retry_deployment]").expect("dry_run list");
     c.config.orchestrate.executors = serde_yaml_ng::from_str(&yaml).expect("executors config");
     let executor: Arc<dyn Executor> =
         Arc::new(medic::app::executors(&c.config).expect("executors"));
@@ -419,6 +422,23 @@ fn orchestrate_calls_the_configured_executor_with_the_step_key() {
         outcomes[0].detail
     );
     assert!(!outcomes[0].dry_run);
+    assert_eq!(
+        outcomes[0].actions,
+        [
+            "notify",
+            "rollback_deployment",
+            "run_health_check",
+            "notify"
+        ]
+    );
+    assert_eq!(outcomes[0].simulated_steps, ["notify", "notify"]);
+    assert!(
+        outcomes[0]
+            .detail
+            .ends_with("(4 of 4 steps succeeded, 2 of them simulated)"),
+        "{}",
+        outcomes[0].detail
+    );
     let seen = seen.lock().expect("seen").clone();
     let lines: Vec<&str> = seen.iter().map(|(h, _)| h[0].as_str()).collect();
     assert_eq!(

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 pub(super) fn command(config: &Config) -> anyhow::Result<ExitCode> {
     let rules = app::rules(config)?;
     app::executors(config).map_err(|e| anyhow!(e))?;
+    app::check_routing(config, &rules).map_err(|e| anyhow!(e))?;
     let channels: Vec<String> = config
         .notify
         .all_channels()
@@ -21,7 +22,7 @@ pub(super) fn command(config: &Config) -> anyhow::Result<ExitCode> {
         config.kafka.brokers.as_deref().unwrap_or("(embedded)"),
         config.delivery.mode,
         config.kafka.topic_prefix,
-        config.orchestrate.dry_run,
+        config.orchestrate.dry_run.describe(),
         if channels.is_empty() {
             "none".to_string()
         } else {

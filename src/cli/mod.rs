@@ -156,11 +156,16 @@ enum Command {
     },
     /// Recoveries by strategy and outcome, success and zero-downtime rates,
     /// time to recover, manual interventions and failures prevented, from the
-    /// outcome topic (needs --brokers).
+    /// outcome topic (needs --brokers). Recoveries with simulated steps are
+    /// counted but left out of the rates and times.
     Stats {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Count recoveries with simulated (dry-run) steps in the rates and
+        /// times as if those steps had run.
+        #[arg(long)]
+        include_simulated: bool,
     },
     /// Recovery strategies: list, draw, check.
     Strategies {
@@ -374,7 +379,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         ),
         Command::Strategies { command } => strategies::command(&config, &topics, command),
-        Command::Stats { json } => stats::command(&config, &topics, json),
+        Command::Stats {
+            json,
+            include_simulated,
+        } => stats::command(&config, &topics, json, include_simulated),
         Command::Simulate(args) => simulate::command(&config, &topics, args),
         Command::CheckConfig => check_config::command(&config),
     }

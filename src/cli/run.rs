@@ -72,6 +72,9 @@ async fn run_stages(
     };
     let settings = ClientSettings::from_config(brokers, &config.kafka);
     let executor = Arc::new(app::executors(&config).map_err(|e| anyhow!(e))?);
+    if stages.contains(&StageName::Orchestrate) {
+        app::check_routing(&config, &rules).map_err(|e| anyhow!(e))?;
+    }
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     medic::telemetry::install();

@@ -9,7 +9,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// Reads the outcomes topic and prints what recovered and what did not.
-pub(super) fn command(config: &Config, topics: &Topics, json: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn command(
+    config: &Config,
+    topics: &Topics,
+    json: bool,
+    include_simulated: bool,
+) -> anyhow::Result<ExitCode> {
     let settings = real_cluster(config, "stats")?;
     let mut outcomes = Vec::new();
     let mut unreadable = 0u64;
@@ -33,7 +38,11 @@ pub(super) fn command(config: &Config, topics: &Topics, json: bool) -> anyhow::R
             topics.outcomes
         );
     }
-    let stats = medic::stats::Stats::from_outcomes(&outcomes);
+    let stats = if include_simulated {
+        medic::stats::Stats::from_outcomes_including_simulated(&outcomes)
+    } else {
+        medic::stats::Stats::from_outcomes(&outcomes)
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {

@@ -23,7 +23,7 @@ pub use crate::stages::ingest::config::{
 pub use crate::stages::notify::config::{
     ChannelConfig, ChannelKind, NotifyConfig, RateLimit, SmtpConfig, SmtpTls, StatusApi,
 };
-pub use crate::stages::orchestrate::config::{EnvironmentConstraints, OrchestrateConfig};
+pub use crate::stages::orchestrate::config::{DryRun, EnvironmentConstraints, OrchestrateConfig};
 pub use crate::stages::shadow::ShadowConfig;
 pub use crate::telemetry::MetricsConfig;
 use serde::Deserialize;
@@ -190,8 +190,8 @@ impl Config {
         }
         if let Some(v) = env("MEDIC_DRY_RUN") {
             self.orchestrate.dry_run = match v.as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
+                "true" | "1" => DryRun::All,
+                "false" | "0" => DryRun::off(),
                 other => {
                     return Err(bad(
                         "MEDIC_DRY_RUN",

@@ -349,6 +349,9 @@ pub struct StepState {
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
     pub detail: Option<String>,
+    /// Recorded instead of done (dry run for the whole recovery or for this action).
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// Snapshot of a deployment's latest recovery (schema `RecoveryState`).
@@ -414,6 +417,9 @@ pub struct RecoveryOutcome {
     pub approver: Option<String>,
     #[serde(default)]
     pub actions: Vec<String>,
+    /// The actions among `actions` that were only recorded, not done.
+    #[serde(default)]
+    pub simulated_steps: Vec<String>,
 }
 
 /// One recovery action or decision (schema `AuditRecord`, public contract).

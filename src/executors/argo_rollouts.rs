@@ -28,12 +28,14 @@
 //! ([`crate::executors::kubernetes`]).
 
 use super::kubernetes::{
-    to_revision, undo, Api, ConnectionError, History, KubeConnection, KubernetesConfig,
-    NameTemplates, MERGE_PATCH,
+    budget, rollout_progress, to_revision, undo, wait_for, Api, ConnectionError, History,
+    KubeConnection, KubernetesConfig, NameTemplates, RolloutWait, MERGE_PATCH,
 };
 use super::step::{StepDone, StepError, StepExecutor, StepRequest, StepResult};
 use super::BoxFuture;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Actions the `argo_rollouts` executor carries out.
 pub const ACTIONS: &[&str] = &["rollback_deployment", "retry_deployment"];
@@ -50,23 +52,17 @@ const ROLLOUTS: History = History {
 pub struct ArgoRolloutsExecutor {
     connection: KubeConnection,
     names: NameTemplates,
+    rollout: RolloutWait,
 }
 
 impl ArgoRolloutsExecutor {
     /// An executor connected as `config` says.
     pub fn new(config: &KubernetesConfig) -> Result<ArgoRolloutsExecutor, ConnectionError> {
-        Ok(Self::with_connection(
-            KubeConnection::from_config(config)?,
-            NameTemplates::from_config(config)?,
-        ))
-    }
-
-    /// An executor over an existing connection.
-    pub fn with_connection(
-        connection: KubeConnection,
-        names: NameTemplates,
-    ) -> ArgoRolloutsExecutor {
-        ArgoRolloutsExecutor { connection, names }
+        Ok(ArgoRolloutsExecutor {
+            connection: KubeConnection::from_config(config)?,
+            names: NameTemplates::from_config(config)?,
+            rollout: config.rollout,
+        })
     }
 
     /// Sets `status.abort` through the status subresource, falling back to
@@ -111,7 +107,7 @@ impl ArgoRolloutsExecutor {
                 http_status: Some(status),
             });
         }
-        let to = to_revision(request)?;
+        let to = to_revision(&request.params)?;
         self.set_abort(&api, &path, true).await?;
         let aborted = |mut e: StepError| {
             e.detail = format!("rollout {ns}/{name} aborted, undo failed: {}", e.detail);
@@ -124,10 +120,33 @@ impl ArgoRolloutsExecutor {
         let done = undo(&api, &ROLLOUTS, ns, &path, &rollout, to)
             .await
             .map_err(aborted)?;
-        Ok(StepDone {
-            detail: format!("aborted rollout {ns}/{name}; {}", done.detail),
-            http_status: done.http_status,
-        })
+        let detail = format!("aborted rollout {ns}/{name}; {}", done.detail);
+        if !self.rollout.enabled {
+            return Ok(StepDone {
+                detail,
+                http_status: done.http_status,
+            });
+        }
+        let poll = Duration::from_millis(self.rollout.poll_ms.max(1));
+        match wait_for(
+            &api,
+            &path,
+            "rollout",
+            rollout_progress,
+            poll,
+            budget(request.timeout),
+        )
+        .await
+        {
+            Ok(complete) => Ok(StepDone {
+                detail: format!("{detail}; rollout complete: {complete}"),
+                http_status: done.http_status,
+            }),
+            Err(mut e) => {
+                e.detail = format!("{detail}; {}", e.detail);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -138,6 +157,13 @@ impl StepExecutor for ArgoRolloutsExecutor {
 
     fn supports(&self, action: &str) -> bool {
         ACTIONS.contains(&action)
+    }
+
+    fn check(&self, action: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
+        match action {
+            "rollback_deployment" => to_revision(params).map(drop).map_err(|e| e.detail),
+            _ => Ok(()),
+        }
     }
 
     fn run<'a>(&'a self, request: &'a StepRequest) -> BoxFuture<'a, StepResult> {

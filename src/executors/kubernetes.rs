@@ -33,17 +33,24 @@
 //! another attempt; 401, 403, 404, 422 and invalid input are not.
 
 mod connection;
+mod history;
 mod kubeconfig;
 mod names;
+mod rollout;
 
 pub use connection::{ConnectionError, KubeConnection, KubernetesConfig, SERVICE_ACCOUNT_DIR};
+pub use history::ROLLED_BACK_BY;
+pub(crate) use history::{to_revision, undo, History, DEPLOYMENTS};
 use names::shown;
 pub use names::{is_dns1123_label, is_dns1123_subdomain, NameTemplates, Target};
+pub(crate) use rollout::{budget, wait_for};
+pub use rollout::{deployment_progress, rollout_progress, Progress, RolloutWait};
 
 use super::step::{StepDone, StepError, StepExecutor, StepRequest, StepResult};
 use super::BoxFuture;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Actions the `kubernetes` executor carries out.
 pub const ACTIONS: &[&str] = &["restart_service", "rollback_deployment", "scale_resources"];
@@ -151,234 +158,56 @@ impl Api<'_> {
     }
 }
 
-/// How revisions of one kind of workload are recorded.
-pub(crate) struct History {
-    /// `deployment` or `rollout`, for messages.
-    pub kind: &'static str,
-    /// Annotation holding the revision number, on the workload and its ReplicaSets.
-    pub revision_annotation: &'static str,
-    /// Label the controller adds to each ReplicaSet's template.
-    pub hash_label: &'static str,
-    /// Workload annotations kept when restoring (kubectl's Deployment
-    /// rollback); `None`: annotations are not touched (Argo Rollouts' undo).
-    pub keep_annotations: Option<&'static [&'static str]>,
-}
-
-/// Annotations `kubectl rollout undo` keeps from the Deployment.
-const DEPLOYMENT_BOOKKEEPING: &[&str] = &[
-    "kubectl.kubernetes.io/last-applied-configuration",
-    "deployment.kubernetes.io/revision",
-    "deployment.kubernetes.io/revision-history",
-    "deployment.kubernetes.io/desired-replicas",
-    "deployment.kubernetes.io/max-replicas",
-    "deprecated.deployment.rollback.to",
-];
-
-const DEPLOYMENTS: History = History {
-    kind: "deployment",
-    revision_annotation: "deployment.kubernetes.io/revision",
-    hash_label: "pod-template-hash",
-    keep_annotations: Some(DEPLOYMENT_BOOKKEEPING),
-};
-
-/// The revision recorded on an object; 0 without the annotation (as
-/// kubectl), `None` when it is not a number.
-fn revision_of(object: &Value, annotation: &str) -> Option<i64> {
-    match object["metadata"]["annotations"][annotation].as_str() {
-        None => Some(0),
-        Some(v) => v.trim().parse().ok(),
-    }
-}
-
-/// The `to_revision` parameter: absent or 0 means the previous revision.
-pub(crate) fn to_revision(request: &StepRequest) -> Result<Option<i64>, StepError> {
-    match request.params.get("to_revision") {
-        None => Ok(None),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(0) => Ok(None),
-            Ok(n) if n > 0 => Ok(Some(n)),
-            _ => Err(StepError::permanent(format!(
-                "to_revision {} is not a revision number",
-                shown(v)
-            ))),
-        },
-    }
-}
-
-/// Picks the ReplicaSet to restore among `candidates` (revision, object):
-/// revision `to` when given, else the highest below `current`.
-fn pick<'v>(
-    candidates: &[(i64, &'v Value)],
-    current: i64,
-    to: Option<i64>,
-) -> Option<(i64, &'v Value)> {
-    match to {
-        Some(to) => candidates.iter().find(|(r, _)| *r == to).copied(),
-        None => candidates
-            .iter()
-            .filter(|(r, _)| *r < current)
-            .max_by_key(|(r, _)| *r)
-            .copied(),
-    }
-}
-
-/// The pod template without the controller's hash label.
-fn without_hash(template: &Value, label: &str) -> Value {
-    let mut template = template.clone();
-    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
-        labels.remove(label);
-    }
-    template
-}
-
-/// `kubectl rollout undo` for a workload already read (`object`) at
-/// `object_path`: finds the ReplicaSet of the target revision in namespace
-/// `namespace` and patches the workload's template back to it.
-pub(crate) async fn undo(
-    api: &Api<'_>,
-    history: &History,
-    namespace: &str,
-    object_path: &[&str],
-    object: &Value,
-    to: Option<i64>,
-) -> StepResult {
-    let metadata = &object["metadata"];
-    let name = metadata["name"].as_str().unwrap_or_default();
-    let shown_name = format!("{} {namespace}/{name}", history.kind);
-    let Some(uid) = metadata["uid"].as_str().filter(|u| !u.is_empty()) else {
-        return Err(StepError::permanent(format!("{shown_name} has no uid")));
-    };
-    let Some(template) = object["spec"].get("template").filter(|t| t.is_object()) else {
-        return Err(StepError::permanent(format!(
-            "{shown_name} has no pod template (a workloadRef is rolled back on its own)"
-        )));
-    };
-
-    let labels: BTreeMap<&str, &str> = object["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let selector = labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut url =
-        api.connection
-            .url(&["apis", "apps", "v1", "namespaces", namespace, "replicasets"]);
-    if !selector.is_empty() {
-        url.query_pairs_mut()
-            .append_pair("labelSelector", &selector);
-    }
-    let list = api
-        .send(reqwest::Method::GET, url, None, "listing replica sets")
-        .await?
-        .1;
-    let owned = |rs: &&Value| {
-        rs["metadata"]["ownerReferences"]
-            .as_array()
-            .is_some_and(|refs| {
-                refs.iter().any(|r| {
-                    r["uid"].as_str() == Some(uid) && r["controller"].as_bool() == Some(true)
-                })
-            })
-    };
-    let items = list["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let candidates: Vec<(i64, &Value)> = items
-        .iter()
-        .filter(owned)
-        .filter_map(|rs| Some((revision_of(rs, history.revision_annotation)?, rs)))
-        .collect();
-    let highest = candidates.iter().map(|(r, _)| *r).max();
-    let current = revision_of(object, history.revision_annotation)
-        .filter(|r| *r > 0)
-        .or(highest)
-        .unwrap_or(0);
-
-    let Some((revision, rs)) = pick(&candidates, current, to) else {
-        return Err(StepError::permanent(match to {
-            Some(to) => format!("{shown_name} has no revision {to} in its history"),
-            None => format!(
-                "{shown_name} has no previous revision to roll back to (current revision {current}, {} replica set(s))",
-                candidates.len()
-            ),
-        }));
-    };
-    let Some(rs_template) = rs["spec"].get("template").filter(|t| t.is_object()) else {
-        return Err(StepError::permanent(format!(
-            "the replica set of revision {revision} has no pod template"
-        )));
-    };
-    let restored = without_hash(rs_template, history.hash_label);
-    if restored == without_hash(template, history.hash_label) {
-        return Ok(StepDone {
-            detail: format!(
-                "skipped rollback of {shown_name}: its template already matches revision {revision}"
-            ),
-            http_status: None,
-        });
-    }
-
-    let mut patch = vec![json!({"op": "replace", "path": "/spec/template", "value": restored})];
-    if let Some(keep) = history.keep_annotations {
-        let mut annotations = serde_json::Map::new();
-        let own = metadata["annotations"].as_object();
-        for key in keep {
-            if let Some(v) = own.and_then(|a| a.get(*key)) {
-                annotations.insert((*key).to_string(), v.clone());
-            }
-        }
-        if let Some(theirs) = rs["metadata"]["annotations"].as_object() {
-            for (k, v) in theirs {
-                if !keep.contains(&k.as_str()) {
-                    annotations.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        // JSON patch cannot replace a member that is not there.
-        let op = if own.is_some() { "replace" } else { "add" };
-        patch.push(json!({"op": op, "path": "/metadata/annotations", "value": annotations}));
-    }
-    let status = api
-        .patch(
-            object_path,
-            JSON_PATCH,
-            &Value::Array(patch),
-            "restoring the template",
-        )
-        .await?;
-    Ok(StepDone {
-        detail: format!("rolled back {shown_name} from revision {current} to revision {revision}"),
-        http_status: Some(status),
-    })
-}
-
 /// Carries out recovery steps on Deployments through the Kubernetes API.
 #[derive(Debug)]
 pub struct KubernetesExecutor {
     connection: KubeConnection,
     names: NameTemplates,
+    rollout: RolloutWait,
 }
 
 impl KubernetesExecutor {
     /// An executor connected as `config` says.
     pub fn new(config: &KubernetesConfig) -> Result<KubernetesExecutor, ConnectionError> {
-        Ok(Self::with_connection(
-            KubeConnection::from_config(config)?,
-            NameTemplates::from_config(config)?,
-        ))
+        Ok(KubernetesExecutor {
+            connection: KubeConnection::from_config(config)?,
+            names: NameTemplates::from_config(config)?,
+            rollout: config.rollout,
+        })
     }
 
-    /// An executor over an existing connection.
-    pub fn with_connection(connection: KubeConnection, names: NameTemplates) -> KubernetesExecutor {
-        KubernetesExecutor { connection, names }
+    /// Waits for the Deployment at `path` to complete its rollout, when
+    /// configured to; `done` is what the step did, for the detail.
+    async fn settled(
+        &self,
+        api: &Api<'_>,
+        path: &[&str],
+        request: &StepRequest,
+        done: StepDone,
+    ) -> StepResult {
+        if !self.rollout.enabled {
+            return Ok(done);
+        }
+        let poll = Duration::from_millis(self.rollout.poll_ms.max(1));
+        match wait_for(
+            api,
+            path,
+            "deployment",
+            rollout::deployment_progress,
+            poll,
+            budget(request.timeout),
+        )
+        .await
+        {
+            Ok(complete) => Ok(StepDone {
+                detail: format!("{}; rollout complete: {complete}", done.detail),
+                http_status: done.http_status,
+            }),
+            Err(mut e) => {
+                e.detail = format!("{}; {}", done.detail, e.detail);
+                Err(e)
+            }
+        }
     }
 
     async fn run_step(&self, request: &StepRequest) -> StepResult {
@@ -409,20 +238,22 @@ impl KubernetesExecutor {
                 let status = api
                     .patch(&path, STRATEGIC_MERGE_PATCH, &body, "restarting")
                     .await?;
-                Ok(StepDone {
+                let done = StepDone {
                     detail: format!("restarted deployment {ns}/{name} (restartedAt {at})"),
                     http_status: Some(status),
-                })
+                };
+                self.settled(&api, &path, request, done).await
             }
             "rollback_deployment" => {
-                let to = to_revision(request)?;
+                let to = to_revision(&request.params)?;
                 let deployment = api.get(&path, "reading the deployment").await?;
                 if deployment["spec"]["paused"].as_bool() == Some(true) {
                     return Err(StepError::permanent(format!(
                         "deployment {ns}/{name} is paused: resume it before rolling back"
                     )));
                 }
-                undo(&api, &DEPLOYMENTS, ns, &path, &deployment, to).await
+                let done = undo(&api, &DEPLOYMENTS, ns, &path, &deployment, to).await?;
+                self.settled(&api, &path, request, done).await
             }
             _ => {
                 let plan = ScalePlan::from_params(&request.params)?;
@@ -527,6 +358,16 @@ impl StepExecutor for KubernetesExecutor {
         ACTIONS.contains(&action)
     }
 
+    fn check(&self, action: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
+        match action {
+            "rollback_deployment" => to_revision(params).map(drop).map_err(|e| e.detail),
+            "scale_resources" => ScalePlan::from_params(params)
+                .map(drop)
+                .map_err(|e| e.detail),
+            _ => Ok(()),
+        }
+    }
+
     fn run<'a>(&'a self, request: &'a StepRequest) -> BoxFuture<'a, StepResult> {
         Box::pin(self.run_step(request))
     }
@@ -608,15 +449,5 @@ mod tests {
         ] {
             assert!(ScalePlan::from_params(&params(&[bad])).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn previous_revision_is_the_highest_below_the_current() {
-        let v = Value::Null;
-        let c = [(3, &v), (1, &v), (4, &v), (2, &v)];
-        assert_eq!(pick(&c, 4, None).map(|p| p.0), Some(3));
-        assert_eq!(pick(&c, 4, Some(1)).map(|p| p.0), Some(1));
-        assert_eq!(pick(&c, 4, Some(9)), None);
-        assert_eq!(pick(&[(1, &v)], 1, None), None);
     }
 }

@@ -22,6 +22,7 @@ pub mod http;
 pub mod kubernetes;
 pub mod notify;
 mod outbound;
+pub mod routing;
 pub mod step;
 mod template;
 

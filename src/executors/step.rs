@@ -99,6 +99,12 @@ pub trait StepExecutor: Send + Sync {
     /// Whether this executor can carry out `action` (checked at start for
     /// every configured route).
     fn supports(&self, action: &str) -> bool;
+    /// Whether a step of `action` with `params` (as a strategy writes
+    /// them) can be carried out; checked at start for every step the loaded
+    /// policy can reach, so that `to_revision: banana` fails there.
+    fn check(&self, _action: &str, _params: &BTreeMap<String, String>) -> Result<(), String> {
+        Ok(())
+    }
     /// One attempt. Must not panic; must not put text from the request into a
     /// URL path, query, header or command without validating or escaping it.
     fn run<'a>(&'a self, request: &'a StepRequest) -> BoxFuture<'a, StepResult>;
@@ -306,6 +312,21 @@ impl Executor for StepRouter {
             } else {
                 self.route(&step.action)
             };
+            if !*dry_run && executor.kind() == self.dry_run.kind() {
+                // Never report as done what was only recorded.
+                return EffectResult {
+                    idempotency_key: idempotency_key.clone(),
+                    success: false,
+                    detail: format!(
+                        "no executor carries out {}: route it under orchestrate.executors.routes, \
+                         or list it in orchestrate.dry_run to simulate it on purpose",
+                        step.action
+                    ),
+                    attempts: 0,
+                    http_status: None,
+                    retries: Vec::new(),
+                };
+            }
             self.run(executor.as_ref(), &step_request).await
         })
     }
@@ -449,6 +470,53 @@ mod tests {
         assert_eq!(
             refused.err().as_deref(),
             Some("executor scripted cannot carry out failover")
+        );
+    }
+
+    /// An action without a route falls to the default; when that is the
+    /// dry-run executor and the step is not a dry run, it fails instead of
+    /// "succeeding" without doing anything.
+    #[test]
+    fn a_real_step_never_lands_on_the_dry_run_executor() {
+        let dry: Arc<dyn StepExecutor> = Arc::new(crate::executors::DryRun::new());
+        let r =
+            StepRouter::new(BTreeMap::new(), dry.clone(), dry, Retry::default()).expect("router");
+        let step = |dry_run: bool| EffectRequest::RecoveryStep {
+            idempotency_key: "web/prod#1/2".into(),
+            recovery_id: "web/prod#1".into(),
+            deployment_key: "web/prod".into(),
+            service: "web".into(),
+            environment: "prod".into(),
+            step: crate::domain::PlanStep {
+                index: 2,
+                phase: crate::domain::Phase::Validation,
+                action: "run_health_check".into(),
+                target: "web/prod".into(),
+                params: Default::default(),
+                timeout_ms: 1000,
+            },
+            ci: None,
+            dry_run,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let real = rt.block_on(r.execute(&step(false)));
+        assert!(!real.success);
+        assert_eq!(real.attempts, 0);
+        assert!(
+            real.detail
+                .starts_with("no executor carries out run_health_check"),
+            "{}",
+            real.detail
+        );
+        let simulated = rt.block_on(r.execute(&step(true)));
+        assert!(simulated.success, "{simulated:?}");
+        assert!(
+            simulated.detail.contains("dry run: would"),
+            "{}",
+            simulated.detail
         );
     }
 }

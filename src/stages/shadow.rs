@@ -54,7 +54,7 @@ impl Shadow {
         candidate: Arc<Policy>,
     ) -> Shadow {
         let orchestrate = OrchestrateConfig {
-            dry_run: true,
+            dry_run: crate::stages::orchestrate::config::DryRun::All,
             ..orchestrate
         };
         Shadow {
@@ -158,7 +158,7 @@ mod tests {
             topics.clone(),
             DecideConfig::default(),
             OrchestrateConfig {
-                dry_run: false,
+                dry_run: false.into(),
                 ..OrchestrateConfig::default()
             },
             Arc::new(Policy::default_policy()),

@@ -61,6 +61,10 @@ pub struct KubernetesConfig {
     /// Name of the object to act on; slots as for `namespace`. Must render
     /// to a DNS-1123 subdomain. A step parameter `component` replaces it.
     pub name: String,
+    /// Whether restarts and rollbacks wait for the rollout to complete
+    /// before they succeed (default yes, polling every 2 s, within the
+    /// step's timeout).
+    pub rollout: super::RolloutWait,
 }
 
 impl Default for KubernetesConfig {
@@ -76,6 +80,7 @@ impl Default for KubernetesConfig {
             ca_file: None,
             namespace: "{environment}".into(),
             name: "{service}".into(),
+            rollout: super::RolloutWait::default(),
         }
     }
 }

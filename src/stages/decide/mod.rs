@@ -316,9 +316,13 @@ impl Decide {
         }
     }
 
-    /// Counts a finished, non-dry-run recovery once.
+    /// Counts a finished recovery whose steps all really ran, once: a
+    /// simulated step says nothing about how well the strategy works.
     pub fn learn(&mut self, outcome: &RecoveryOutcome, now: Millis) {
-        if outcome.dry_run || !matches!(outcome.outcome, Outcome::Succeeded | Outcome::Failed) {
+        if outcome.dry_run
+            || !outcome.simulated_steps.is_empty()
+            || !matches!(outcome.outcome, Outcome::Succeeded | Outcome::Failed)
+        {
             return;
         }
         let stats = self

@@ -257,6 +257,7 @@ fn outcome(i: usize, strategy: &str, result: Outcome) -> RecoveryOutcome {
         ci: None,
         approver: None,
         actions: vec![],
+        simulated_steps: Vec::new(),
     }
 }
 

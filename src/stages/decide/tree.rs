@@ -458,7 +458,8 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
-fn check_params(check: &Check) -> BTreeMap<String, String> {
+/// The parameters of the `run_health_check` step a check on a signal becomes.
+pub fn check_params(check: &Check) -> BTreeMap<String, String> {
     let mut p = BTreeMap::new();
     if let Some(h) = &check.health_check {
         p.insert("check".into(), h.clone());

@@ -430,7 +430,7 @@ impl Notify {
                 outcome.failure_type,
                 outcome.strategy,
                 outcome.outcome,
-                if outcome.dry_run { " (dry run)" } else { "" }
+                simulated_note(&outcome)
             );
             let channel = match outcome.ci.as_ref().map(|c| c.platform.as_str()) {
                 Some("gitlab_ci") => "gitlab_status",
@@ -464,6 +464,18 @@ impl Notify {
     }
 }
 
+/// What of a recovery was only recorded: ` (dry run)`, ` (simulated:
+/// shift_traffic)`, or nothing when every step really ran.
+pub fn simulated_note(o: &RecoveryOutcome) -> String {
+    if o.dry_run {
+        " (dry run)".into()
+    } else if o.simulated_steps.is_empty() {
+        String::new()
+    } else {
+        format!(" (simulated: {})", o.simulated_steps.join(", "))
+    }
+}
+
 /// The sentence people read about an outcome.
 pub fn outcome_message(o: &RecoveryOutcome) -> String {
     format!(
@@ -473,7 +485,7 @@ pub fn outcome_message(o: &RecoveryOutcome) -> String {
         o.failure_type,
         o.strategy,
         o.outcome,
-        if o.dry_run { " (dry run)" } else { "" },
+        simulated_note(o),
         (o.finished_at - o.started_at).max(0) as f64 / 1000.0,
         o.detail
     )

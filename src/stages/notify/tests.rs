@@ -21,6 +21,7 @@ fn outcome() -> RecoveryOutcome {
         ci: None,
         approver: None,
         actions: vec![],
+        simulated_steps: Vec::new(),
     }
 }
 

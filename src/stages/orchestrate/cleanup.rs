@@ -4,7 +4,7 @@
 use super::*;
 
 /// Temporary measures and the actions that undo them.
-pub(super) const TEMPORARY_MEASURES: &[(&str, &str)] = &[
+pub const TEMPORARY_MEASURES: &[(&str, &str)] = &[
     ("enable_circuit_breaker", "disable_circuit_breaker"),
     ("enable_readonly_mode", "disable_readonly_mode"),
 ];

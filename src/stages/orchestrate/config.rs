@@ -9,15 +9,17 @@
 //! [`OrchestrateConfig::without_executors`]).
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Recovery execution.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OrchestrateConfig<X = ()> {
-    /// Record what would be done instead of doing it. The only mode until real
-    /// executors are configured.
-    pub dry_run: bool,
+    /// What is only recorded instead of done: `true` (every step, the
+    /// default), `false` (nothing: every reachable action must be routed to
+    /// a real executor), or a list of actions simulated on purpose
+    /// (`[shift_traffic]`) while the rest runs.
+    pub dry_run: DryRun,
     /// No second disruptive action (see `cooldown_actions`) on the same
     /// deployment within this many minutes.
     pub cooldown_minutes: u64,
@@ -92,7 +94,7 @@ fn default_constraints() -> BTreeMap<String, EnvironmentConstraints> {
 impl<X: Default> Default for OrchestrateConfig<X> {
     fn default() -> Self {
         OrchestrateConfig {
-            dry_run: true,
+            dry_run: DryRun::All,
             cooldown_minutes: 15,
             cooldown_actions: vec!["restart_service".into(), "rollback_deployment".into()],
             circuit_breaker_max_actions: 30,
@@ -118,5 +120,79 @@ impl<X> OrchestrateConfig<X> {
             constraints: self.constraints,
             cleanup_temporary_measures: self.cleanup_temporary_measures,
         }
+    }
+}
+
+/// What a recovery only records instead of doing (`orchestrate.dry_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DryRun {
+    /// Every step (`dry_run: true`).
+    All,
+    /// These actions (`dry_run: [shift_traffic]`); none for `dry_run: false`.
+    Actions(BTreeSet<String>),
+}
+
+impl DryRun {
+    /// Nothing is simulated (`dry_run: false`).
+    pub fn off() -> DryRun {
+        DryRun::Actions(BTreeSet::new())
+    }
+
+    /// Whether every step is simulated.
+    pub fn is_all(&self) -> bool {
+        matches!(self, DryRun::All)
+    }
+
+    /// Whether steps of `action` are simulated.
+    pub fn covers(&self, action: &str) -> bool {
+        match self {
+            DryRun::All => true,
+            DryRun::Actions(actions) => actions.contains(action),
+        }
+    }
+
+    /// The setting as written in the file: `true`, `false` or `[a, b]`.
+    pub fn describe(&self) -> String {
+        match self {
+            DryRun::All => "true".into(),
+            DryRun::Actions(a) if a.is_empty() => "false".into(),
+            DryRun::Actions(a) => format!("[{}]", a.iter().cloned().collect::<Vec<_>>().join(", ")),
+        }
+    }
+}
+
+impl From<bool> for DryRun {
+    fn from(all: bool) -> DryRun {
+        if all {
+            DryRun::All
+        } else {
+            DryRun::off()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DryRun {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DryRun, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = DryRun;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a list of actions to simulate")
+            }
+            fn visit_bool<E: serde::de::Error>(self, all: bool) -> Result<DryRun, E> {
+                Ok(all.into())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<DryRun, A::Error> {
+                let mut actions = BTreeSet::new();
+                while let Some(action) = seq.next_element::<String>()? {
+                    actions.insert(action);
+                }
+                Ok(DryRun::Actions(actions))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }

@@ -46,8 +46,20 @@ impl Orchestrate {
         }
         state.waiting_until = None;
         state.updated_at = now;
+        let simulated: Vec<String> = state
+            .steps
+            .iter()
+            .filter(ran)
+            .filter(|s| s.simulated)
+            .map(|s| s.action.clone())
+            .collect();
         let detail = if outcome == Outcome::Succeeded && state.dry_run {
             format!("{detail} ({succeeded} of {total} steps recorded, dry run)")
+        } else if outcome == Outcome::Succeeded && !simulated.is_empty() {
+            format!(
+                "{detail} ({succeeded} of {total} steps succeeded, {} of them simulated)",
+                simulated.len()
+            )
         } else if outcome == Outcome::Succeeded {
             format!("{detail} ({succeeded} of {total} steps succeeded)")
         } else {
@@ -77,6 +89,7 @@ impl Orchestrate {
                 .filter(ran)
                 .map(|s| s.action.clone())
                 .collect(),
+            simulated_steps: simulated,
         };
         let recovery_id = state.recovery_id.clone();
         Ok(vec![

@@ -62,6 +62,7 @@ pub(super) fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
         started_at: None,
         finished_at: None,
         detail: None,
+        simulated: false,
     };
     let has_program = plan
         .steps
@@ -96,6 +97,7 @@ pub(super) fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
         started_at: None,
         finished_at: None,
         detail: None,
+        simulated: false,
     };
     steps.push(end(
         n,
@@ -342,6 +344,7 @@ impl Orchestrate {
                             started_at: None,
                             finished_at: None,
                             detail: None,
+                            simulated: false,
                         });
                         added.push(index);
                     }

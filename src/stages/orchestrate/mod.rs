@@ -33,6 +33,7 @@
 //! in `records.rs`.
 
 mod cleanup;
+pub use cleanup::TEMPORARY_MEASURES;
 pub mod config;
 mod finish;
 mod machine;
@@ -140,7 +141,7 @@ impl Orchestrate {
             severity: plan.severity,
             strategy: plan.strategy.clone(),
             status: RecoveryStatus::Running,
-            dry_run: self.config.dry_run,
+            dry_run: self.config.dry_run.is_all(),
             steps,
             started_at: now,
             updated_at: now,
@@ -198,7 +199,7 @@ impl Orchestrate {
             severity: plan.severity,
             strategy: plan.strategy.clone(),
             outcome: Outcome::Skipped,
-            dry_run: self.config.dry_run,
+            dry_run: self.config.dry_run.is_all(),
             started_at: now,
             finished_at: now,
             steps_total: 0,
@@ -207,6 +208,7 @@ impl Orchestrate {
             ci: plan.ci.clone(),
             approver: None,
             actions: Vec::new(),
+            simulated_steps: Vec::new(),
         };
         Ok(vec![
             self.audit(

@@ -59,7 +59,7 @@ impl Orchestrate {
             phase: step.map(|s| s.phase),
             step_index: step.map(|s| s.index),
             event,
-            dry_run: self.config.dry_run,
+            dry_run: step.map_or(self.config.dry_run.is_all(), |s| s.simulated),
             idempotency_key: step.map(|s| format!("{recovery_id}/{}", s.index)),
             detail,
             at: now,

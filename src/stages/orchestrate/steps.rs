@@ -57,7 +57,6 @@ impl Orchestrate {
         list: &[usize],
         now: Millis,
     ) -> Result<Vec<Action>, ProcessError> {
-        let dry_run = self.config.dry_run;
         let mut actions = Vec::new();
         for &i in list {
             let Some(state) = self.recoveries.get(key) else {
@@ -121,6 +120,14 @@ impl Orchestrate {
                 }
             }
             let step = &mut state.steps[i];
+            // A wait on a check runs the check.
+            let executor_action = if step.action == "wait" {
+                "run_health_check".to_string()
+            } else {
+                step.action.clone()
+            };
+            let dry_run = self.config.dry_run.covers(&executor_action);
+            step.simulated = dry_run;
             step.status = StepStatus::Started;
             step.attempts += 1;
             if step.action == "wait" {
@@ -141,12 +148,6 @@ impl Orchestrate {
             );
             let idempotency_key = format!("{recovery_id}/{}", step.index);
             self.in_flight.insert(idempotency_key.clone());
-            // A wait on a check runs the check.
-            let executor_action = if step.action == "wait" {
-                "run_health_check".to_string()
-            } else {
-                step.action.clone()
-            };
             actions.push(self.emit_state(key)?);
             actions.push(self.step_audit(
                 &recovery_id,

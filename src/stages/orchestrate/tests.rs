@@ -129,6 +129,61 @@ fn an_ungated_plan_runs_every_step_and_reports_once() {
     );
 }
 
+/// `dry_run: [notify]`: notifications are recorded, the rest really runs,
+/// and the outcome, the state and each step's audit record say which.
+#[test]
+fn actions_listed_in_dry_run_are_simulated_and_every_record_says_so() {
+    let config = OrchestrateConfig {
+        dry_run: config::DryRun::Actions(["notify".to_string()].into()),
+        ..OrchestrateConfig::default()
+    };
+    let mut o = Orchestrate::new(Topics::default(), config);
+    let first = o.on_plan(&plan("web/staging", false), 10).expect("ok");
+    let mut requested = Vec::new();
+    for a in &first {
+        if let Action::Execute(EffectRequest::RecoveryStep { step, dry_run, .. }) = a {
+            requested.push((step.action.clone(), *dry_run));
+        }
+    }
+    assert_eq!(requested, [("notify".to_string(), true)]);
+    let out = drive(&mut o, first, &|_| true);
+    let outs = outcomes(&out);
+    assert_eq!(outs.len(), 1);
+    assert!(!outs[0].dry_run, "not the whole recovery");
+    assert_eq!(outs[0].simulated_steps, ["notify", "notify"]);
+    assert!(
+        outs[0]
+            .detail
+            .ends_with("(4 of 4 steps succeeded, 2 of them simulated)"),
+        "{}",
+        outs[0].detail
+    );
+    let state = &o.recoveries()["web/staging"];
+    let simulated: Vec<(&str, bool)> = state
+        .steps
+        .iter()
+        .filter(|s| s.action != "end")
+        .map(|s| (s.action.as_str(), s.simulated))
+        .collect();
+    assert_eq!(
+        simulated,
+        [
+            ("notify", true),
+            ("rollback_deployment", false),
+            ("run_health_check", false),
+            ("notify", true)
+        ]
+    );
+    let audits: Vec<AuditRecord> = out
+        .iter()
+        .filter(|r| r.topic == "medic.audit")
+        .map(|r| codec::decode(r.value.as_deref().expect("value")).expect("decodes"))
+        .collect();
+    for a in audits.iter().filter(|a| a.step_index.is_some()) {
+        assert_eq!(a.dry_run, a.action == "notify", "{a:?}");
+    }
+}
+
 #[test]
 fn a_failed_step_skips_the_rest_and_fails_the_recovery() {
     let mut o = orchestrate();
