@@ -262,6 +262,22 @@ fn every_platform_authenticates_its_own_way() {
     ];
     let (status, text) = post(&c, &b, "/webhooks/gitlab", &headers, gitlab.clone());
     assert_eq!(status, StatusCode::ACCEPTED, "signing token: {text}");
+    // A system hook (`event_name`, no `object_kind`; GitLab's documented
+    // shape, sent with `X-Gitlab-Event: System Hook`) is accepted, ignored.
+    let system = br#"{"event_name":"project_create","name":"StoreCloud","path":"storecloud","path_with_namespace":"jsmith/storecloud","project_id":74}"#.to_vec();
+    let (status, text) = post(
+        &c,
+        &b,
+        "/webhooks/gitlab",
+        &[
+            ("X-Gitlab-Token", "gl-token".into()),
+            ("X-Gitlab-Event", "System Hook".into()),
+            ("X-Gitlab-Event-UUID", "u-2".into()),
+        ],
+        system,
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    assert!(text.contains("ignored"), "{text}");
 
     let circle = fixture("circleci/workflow-completed-gitlab.json");
     let sig = sign_hex(b"cc-secret", &[&circle]);

@@ -203,6 +203,21 @@ fn gitlab_payloads_carry_environment_and_failure_reason() {
     }
 }
 
+/// GitLab system hooks as documented (administration/system_hooks): an
+/// `event_name` and no `object_kind`. Accepted and ignored, not rejected.
+#[test]
+fn gitlab_system_hooks_are_accepted_and_ignored() {
+    for body in [
+        r#"{"created_at":"2012-07-21T07:30:54Z","updated_at":"2012-07-21T07:38:22Z","event_name":"project_create","name":"StoreCloud","owner_email":"johnsmith@example.com","owner_name":"John Smith","owners":[{"name":"John","email":"user1@example.com"}],"path":"storecloud","path_with_namespace":"jsmith/storecloud","project_id":74,"project_namespace_id":23,"project_visibility":"private"}"#,
+        r#"{"event_name":"repository_update","user_id":1,"user_name":"John Smith","user_email":"admin@example.com","user_avatar":"https://s.gravatar.com/avatar/d4c74594d841139328695756648b6bd6?s=8://s.gravatar.com/avatar/d4c74594d841139328695756648b6bd6?s=80","project_id":1,"project":{"name":"Example","path_with_namespace":"jsmith/example"},"changes":[{"before":"8205ea8d81ce0c6b90fbe8280d118cc9fdad6130","after":"4045ea7a3df38697b3730a20fb73c8bed8a3e69e","ref":"refs/heads/master"}],"refs":["refs/heads/master"]}"#,
+    ] {
+        let ignored = normalize(CiPlatform::GitlabCi, body.as_bytes(), &Delivery::default());
+        assert!(matches!(ignored, Ok(None)), "{ignored:?}");
+    }
+    let neither = normalize(CiPlatform::GitlabCi, b"{\"id\":1}", &Delivery::default());
+    assert!(neither.is_err());
+}
+
 #[test]
 fn circleci_azure_and_jenkins_payloads() {
     let failed = event(
@@ -246,6 +261,33 @@ fn circleci_azure_and_jenkins_payloads() {
         build.commit_sha.as_deref(),
         Some("600c52d2d5b655caa111abfd863e5a9bd304bb0e")
     );
+    // The Build resource of the current REST API (Builds - Get: `status` is
+    // a BuildStatus such as `completed`, the verdict is `result`, a
+    // BuildResult): derived from the fixture, which has the older shape.
+    let fixture = std::fs::read(data("azure-devops/build.complete.json")).expect("fixture");
+    // Azure DevOps sends (and the fixture holds) a UTF-8 byte order mark.
+    let body = fixture.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&fixture);
+    let mut current: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    current["resource"]["status"] = "completed".into();
+    for (result, expected) in [
+        ("failed", CiStatus::Failure),
+        ("partiallySucceeded", CiStatus::Failure),
+        ("succeeded", CiStatus::Success),
+        ("canceled", CiStatus::Cancelled),
+    ] {
+        current["resource"]["result"] = result.into();
+        let e = normalize(
+            CiPlatform::AzureDevops,
+            current.to_string().as_bytes(),
+            &Delivery::default(),
+        )
+        .expect("normalizes")
+        .expect("an event");
+        assert_eq!(e.status, expected, "{result}");
+        if expected == CiStatus::Failure {
+            assert_eq!(e.failure_reason.as_deref(), Some(result));
+        }
+    }
     let abandoned = event(
         CiPlatform::AzureDevops,
         "azure-devops/release.abandoned.json",

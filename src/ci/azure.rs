@@ -79,7 +79,10 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
             })?;
             let number = s(r, "/buildNumber").unwrap_or_else(|| id.clone());
             let mut e = base(v, d, &event, format!("azure/build/{id}/{notification}"));
-            e.status = status(r["status"].as_str().or(r["result"].as_str()));
+            // The current Build resource says `status: completed` and puts
+            // the verdict in `result`; older hooks put the verdict in `status`.
+            let verdict = s(r, "/result").or_else(|| s(r, "/status"));
+            e.status = status(verdict.as_deref());
             // The build definition names the pipeline; old payloads only carry
             // the build number, "<definition>_<date>.<n>".
             let definition = s(r, "/definition/name")
@@ -105,11 +108,7 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
             e.branch = s(r, "/sourceBranch").or(e.branch);
             e.started_at = t(r, "/startTime");
             e.finished_at = t(r, "/finishTime");
-            e.failure_reason = (e.status == CiStatus::Failure).then(|| {
-                s(r, "/status")
-                    .or_else(|| s(r, "/result"))
-                    .unwrap_or_default()
-            });
+            e.failure_reason = (e.status == CiStatus::Failure).then(|| verdict.unwrap_or_default());
             e
         }
         "ms.vss-release.deployment-completed-event"

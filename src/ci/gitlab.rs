@@ -174,6 +174,9 @@ pub(super) fn normalize(v: &Value, d: &Delivery<'_>) -> Result<Option<CiEvent>, 
             }
         }
         known if KNOWN_KINDS.contains(&known) => return Ok(None),
+        // System hooks (project_create, user_add_to_team, repository_update,
+        // ...) name themselves in `event_name` and carry no `object_kind`.
+        "" if s(v, "/event_name").is_some() => return Ok(None),
         "" => {
             return Err(NormalizeError::Missing {
                 event: "gitlab".into(),
