@@ -6,6 +6,7 @@ use common::*;
 use medic::domain::*;
 use medic::stages::StageName;
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,48 @@ fn check_config_with_dry_run_off_names_what_would_not_really_run() {
 
 /// `medic run all` on its embedded cluster: prints where the cluster listens,
 /// logs JSON with the record's span (deployment key, stage, topic, offset)
+
+/// The shipped example with dry run off routes every action the built-in
+/// trees can reach: `check-config` passes on it and reports `dry_run=false`.
+/// Outside a pod the Kubernetes section points at an explicit API server
+/// instead of the in-cluster service account; nothing else is changed.
+#[test]
+fn the_production_example_config_passes_check_config_with_dry_run_off() {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/medic.production.example.yaml"),
+    )
+    .expect("example");
+    let in_cluster = "kubernetes: {in_cluster: true,";
+    assert!(example.contains(in_cluster));
+    let outside = example.replace(
+        in_cluster,
+        "kubernetes: {api_server: \"https://127.0.0.1:6443\", token: \"${env:MEDIC_TEST_KUBE_TOKEN}\",",
+    );
+    let dir = std::env::temp_dir().join(unique_prefix("production-example"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("medic.yaml");
+    std::fs::write(&file, outside).expect("write");
+    let out = medic()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&file)
+        .envs([
+            ("MEDIC_TEST_KUBE_TOKEN", "t0ken"),
+            ("MEDIC_BROKERS", "127.0.0.1:9092"),
+            ("GITHUB_TOKEN", "ghp_example"),
+            ("CHATOPS_AUTHORIZATION", "Bearer chatops"),
+            ("ONCALL_AUTHORIZATION", "Bearer oncall"),
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("dry_run=false"), "{stdout}");
+}
 /// when asked to, and stops cleanly on SIGTERM.
 #[test]
 fn run_all_on_the_embedded_cluster_logs_json_and_stops_cleanly_on_sigterm() {
