@@ -4,6 +4,7 @@
 use crate::config::{Config, ExecutorsConfig, NotifyConfig};
 use crate::domain::CiPlatform;
 use crate::executors::argo_rollouts::ArgoRolloutsExecutor;
+use crate::executors::checks::ChecksExecutor;
 use crate::executors::command::CommandExecutor;
 use crate::executors::github::GithubExecutor;
 use crate::executors::gitlab::GitlabExecutor;
@@ -184,6 +185,12 @@ pub fn step_router(config: &ExecutorsConfig) -> Result<StepRouter, String> {
             Arc::new(
                 ArgoRolloutsExecutor::new(c).map_err(|e| field("argo_rollouts", e.to_string()))?,
             ),
+        );
+    }
+    if let Some(c) = &config.checks {
+        kinds.insert(
+            "checks",
+            Arc::new(ChecksExecutor::new(c).map_err(|e| field("checks", e))?),
         );
     }
     let lookup = |kind: &str, what: &str| -> Result<Arc<dyn StepExecutor>, String> {

@@ -161,9 +161,6 @@ fn check_config_with_dry_run_off_names_what_would_not_really_run() {
     );
 }
 
-/// `medic run all` on its embedded cluster: prints where the cluster listens,
-/// logs JSON with the record's span (deployment key, stage, topic, offset)
-
 /// The shipped example with dry run off routes every action the built-in
 /// trees can reach: `check-config` passes on it and reports `dry_run=false`.
 /// Outside a pod the Kubernetes section points at an explicit API server
@@ -205,6 +202,8 @@ fn the_production_example_config_passes_check_config_with_dry_run_off() {
     );
     assert!(stdout.contains("dry_run=false"), "{stdout}");
 }
+/// `medic run all` on its embedded cluster: prints where the cluster listens,
+/// logs JSON with the record's span (deployment key, stage, topic, offset)
 /// when asked to, and stops cleanly on SIGTERM.
 #[test]
 fn run_all_on_the_embedded_cluster_logs_json_and_stops_cleanly_on_sigterm() {

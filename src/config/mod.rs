@@ -298,6 +298,32 @@ impl Config {
                 }
             }
         }
+        if let Some(c) = x.checks.as_mut() {
+            if let Some(token) = c.prometheus.as_mut().and_then(|p| p.token.as_mut()) {
+                resolve_secret(
+                    token,
+                    env,
+                    origin,
+                    "orchestrate.executors.checks.prometheus.token",
+                    true,
+                )?;
+            }
+            for (name, check) in c.health_checks.iter_mut() {
+                if let Some(p) = check.http.as_mut() {
+                    for (header, value) in p.headers.iter_mut() {
+                        resolve_secret(
+                            value,
+                            env,
+                            origin,
+                            &format!(
+                                "orchestrate.executors.checks.health_checks.{name}.http.headers.{header}"
+                            ),
+                            false,
+                        )?;
+                    }
+                }
+            }
+        }
         if let Some(c) = x.command.as_mut() {
             for (action, a) in c.actions.iter_mut() {
                 for (name, value) in a.env.iter_mut() {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields, default)]
 pub struct ExecutorsConfig {
     /// Action → executor kind: `dry_run`, `http`, `command`, `github`,
-    /// `gitlab`, `kubernetes` or `argo_rollouts`. Checked at start: the kind
+    /// `gitlab`, `kubernetes`, `argo_rollouts` or `checks`. Checked at start: the kind
     /// must be configured below and support the action.
     pub routes: BTreeMap<String, String>,
     /// The kind for actions without a route.
@@ -31,6 +31,9 @@ pub struct ExecutorsConfig {
     pub kubernetes: Option<crate::executors::kubernetes::KubernetesConfig>,
     /// Argo Rollouts: abort and undo, retry.
     pub argo_rollouts: Option<crate::executors::kubernetes::KubernetesConfig>,
+    /// Health checks and metrics for `run_health_check`: HTTP probes and
+    /// Prometheus queries.
+    pub checks: Option<crate::executors::checks::ChecksConfig>,
 }
 
 impl Default for ExecutorsConfig {
@@ -47,6 +50,7 @@ impl Default for ExecutorsConfig {
             gitlab: None,
             kubernetes: None,
             argo_rollouts: None,
+            checks: None,
         }
     }
 }

@@ -432,6 +432,25 @@ impl HttpExecutor {
     }
 }
 
+impl HttpExecutor {
+    /// The request of `template` (a key of [`HttpConfig::actions`]) for
+    /// `request`, and how to name it in messages (`GET host:port`): for
+    /// callers that read the answer themselves, such as health probes.
+    pub(crate) fn prepare(
+        &self,
+        template: &str,
+        request: &StepRequest,
+    ) -> Result<(reqwest::RequestBuilder, String), StepError> {
+        let c = self.actions.get(template).ok_or_else(|| {
+            StepError::permanent(format!("no request template for {}", shown(template)))
+        })?;
+        Ok((
+            self.build(c, request)?,
+            format!("{} {}", c.method, c.target),
+        ))
+    }
+}
+
 impl StepExecutor for HttpExecutor {
     fn kind(&self) -> &'static str {
         "http"

@@ -9,9 +9,11 @@
 //! (configured requests), [`command`] (configured programs, never a shell),
 //! [`github`] (GitHub Actions runs and deployments), [`gitlab`] (GitLab CI
 //! jobs and pipelines), [`kubernetes`] (Deployments) and [`argo_rollouts`]
-//! (Argo Rollouts). [`step::StepRouter`] picks one per action.
+//! (Argo Rollouts), and [`checks`] (health checks against HTTP endpoints and
+//! Prometheus). [`step::StepRouter`] picks one per action.
 
 pub mod argo_rollouts;
+pub mod checks;
 pub mod command;
 mod commit_status;
 pub mod config;

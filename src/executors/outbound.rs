@@ -217,9 +217,10 @@ pub(crate) fn transport_error(what: &str, error: reqwest::Error) -> StepError {
     }
 }
 
-/// Sends `builder`; returns the status and (at most 64 KiB of) the body of a
-/// success, or the error for a failure status (with the API's `message`).
-pub(crate) async fn send(
+/// Sends `builder`; returns the status and at most 64 KiB of the body,
+/// whatever the status. A body cut off by the connection is an error only
+/// for a success status (an error answer's text is a courtesy).
+pub(crate) async fn fetch(
     builder: reqwest::RequestBuilder,
     what: &str,
 ) -> Result<(u16, Vec<u8>), StepError> {
@@ -235,6 +236,16 @@ pub(crate) async fn send(
         }
     }
     body.truncate(MAX_BODY);
+    Ok((status, body))
+}
+
+/// Sends `builder`; returns the status and (at most 64 KiB of) the body of a
+/// success, or the error for a failure status (with the API's `message`).
+pub(crate) async fn send(
+    builder: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<(u16, Vec<u8>), StepError> {
+    let (status, body) = fetch(builder, what).await?;
     if (200..300).contains(&status) {
         return Ok((status, body));
     }
