@@ -121,9 +121,13 @@ fn a_gate_nobody_answers_follows_its_timeout_policy() {
     assert_eq!(outcomes[0].outcome, Outcome::Failed);
     assert_eq!(
         outcomes[0].detail,
-        "escalated: gate rollback.approval: no decision within 1 s, the recovery ends escalated"
+        "escalated: retry and rollback did not help: the owning team is paged; because gate rollback.approval: no decision within 1 s"
     );
-    assert_eq!(outcomes[0].actions, ["notify"], "nothing risky ran");
+    assert_eq!(
+        outcomes[0].actions,
+        ["notify", "escalate"],
+        "nothing risky ran; the escalate branch did"
+    );
 }
 
 #[test]

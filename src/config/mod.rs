@@ -23,7 +23,9 @@ pub use crate::stages::ingest::config::{
 pub use crate::stages::notify::config::{
     ChannelConfig, ChannelKind, NotifyConfig, RateLimit, SmtpConfig, SmtpTls, StatusApi,
 };
-pub use crate::stages::orchestrate::config::{DryRun, EnvironmentConstraints, OrchestrateConfig};
+pub use crate::stages::orchestrate::config::{
+    DryRun, EnvironmentConstraints, HoldPolicy, OrchestrateConfig,
+};
 pub use crate::stages::shadow::ShadowConfig;
 pub use crate::telemetry::MetricsConfig;
 use serde::Deserialize;
@@ -363,6 +365,9 @@ impl Config {
             }
             if let Some(secret) = c.secret.as_mut() {
                 resolve_secret(secret, env, origin, &field("secret"), true)?;
+            }
+            if let Some(key) = c.key.as_mut() {
+                resolve_secret(key, env, origin, &field("key"), true)?;
             }
             if let Some(password) = c.smtp.as_mut().and_then(|s| s.password.as_mut()) {
                 resolve_secret(password, env, origin, &field("smtp.password"), true)?;

@@ -9,6 +9,53 @@ pub const TEMPORARY_MEASURES: &[(&str, &str)] = &[
     ("enable_readonly_mode", "disable_readonly_mode"),
 ];
 
+/// Measures a person must know are still in place when a recovery ends
+/// without undoing them: the temporary ones (when not undone) and those
+/// medic has no undo for.
+const HANDED_OVER: &[&str] = &[
+    "enable_circuit_breaker",
+    "enable_readonly_mode",
+    "shift_traffic",
+    "isolate_component",
+    "failover",
+];
+
+/// The measures the recovery took and did not undo, in words
+/// (`enable_readonly_mode (component: primary)`), in the order they ran.
+pub(super) fn left_in_place(state: &RecoveryState) -> Vec<String> {
+    let undone = |node: &str| {
+        state
+            .steps
+            .iter()
+            .any(|u| param(u, "cleanup_of") == Some(node) && u.status == StepStatus::Succeeded)
+    };
+    let mut taken: Vec<&StepState> = state
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Succeeded && HANDED_OVER.contains(&s.action.as_str()))
+        .filter(|s| node_of(s).is_none_or(|n| !undone(n)))
+        .collect();
+    taken.sort_by_key(|s| s.finished_at);
+    taken
+        .iter()
+        .map(|s| {
+            let what: Vec<String> = s
+                .params
+                .iter()
+                .filter(|(k, _)| {
+                    matches!(k.as_str(), "dependency" | "component" | "to" | "percent")
+                })
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            if what.is_empty() {
+                s.action.clone()
+            } else {
+                format!("{} ({})", s.action, what.join(", "))
+            }
+        })
+        .collect()
+}
+
 /// Where the cleanup of a resolving recovery stands.
 pub(super) enum Cleanup {
     /// Nothing (more) to undo.

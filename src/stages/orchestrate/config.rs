@@ -41,6 +41,36 @@ pub struct OrchestrateConfig<X = ()> {
     /// When a recovery resolves, remove the temporary measures it took (an
     /// opened circuit breaker, read-only mode) in the cleanup phase.
     pub cleanup_temporary_measures: bool,
+    /// How long a recovery held for a human (an environment's
+    /// `requires_approval`, the open circuit breaker) waits for a decision.
+    pub hold_timeout_secs: u64,
+    /// What an unanswered hold, or a gate without its own `on_timeout`,
+    /// does when its time is up.
+    pub on_hold_timeout: HoldPolicy,
+}
+
+/// What a hold or gate nobody answered does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldPolicy {
+    /// Run the tree's escalate branch (the default): a person is paged.
+    #[default]
+    Escalate,
+    /// Go on as if approved; the approver is recorded as the timeout.
+    Proceed,
+    /// End the recovery failed, running nothing more.
+    Abort,
+}
+
+impl HoldPolicy {
+    /// The policy's name, as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            HoldPolicy::Escalate => "escalate",
+            HoldPolicy::Proceed => "proceed",
+            HoldPolicy::Abort => "abort",
+        }
+    }
 }
 
 /// What a recovery may do to one environment.
@@ -102,6 +132,8 @@ impl<X: Default> Default for OrchestrateConfig<X> {
             executors: X::default(),
             constraints: default_constraints(),
             cleanup_temporary_measures: true,
+            hold_timeout_secs: 3600,
+            on_hold_timeout: HoldPolicy::Escalate,
         }
     }
 }
@@ -119,6 +151,8 @@ impl<X> OrchestrateConfig<X> {
             executors: (),
             constraints: self.constraints,
             cleanup_temporary_measures: self.cleanup_temporary_measures,
+            hold_timeout_secs: self.hold_timeout_secs,
+            on_hold_timeout: self.on_hold_timeout,
         }
     }
 }

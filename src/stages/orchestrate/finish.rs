@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How the detail of a gate or hold nobody answered begins.
+const NO_DECISION: &str = "no decision within";
+
 impl Orchestrate {
     /// Ends the recovery of `key` with `outcome`.
     pub(super) fn finish(
@@ -15,9 +18,11 @@ impl Orchestrate {
         let Some(state) = self.recoveries.get_mut(key) else {
             return Ok(Vec::new());
         };
+        // Steps that ran: not control steps, not steps a constraint refused.
         let ran = |s: &&StepState| {
             !CONTROL_ACTIONS.contains(&s.action.as_str())
                 && matches!(s.status, StepStatus::Succeeded | StepStatus::Failed)
+                && !s.detail.as_deref().is_some_and(|d| d.starts_with(REFUSED))
         };
         let succeeded = state
             .steps
@@ -53,6 +58,32 @@ impl Orchestrate {
             .filter(|s| s.simulated)
             .map(|s| s.action.clone())
             .collect();
+        // Why a recovery ended where it did, when a hold or constraint sent it there.
+        let because: Vec<String> = state
+            .steps
+            .iter()
+            .filter_map(|s| {
+                let d = s.detail.as_deref()?;
+                (d.starts_with(REFUSED) || d.starts_with(NO_DECISION)).then(|| {
+                    match node_of(s).filter(|n| *n != s.action) {
+                        Some(node) => format!("{} {node}: {d}", s.action),
+                        None => format!("{}: {d}", s.action),
+                    }
+                })
+            })
+            .collect();
+        let because: Vec<String> = because
+            .into_iter()
+            .filter(|b| !detail.contains(b.as_str()))
+            .collect();
+        let left = left_in_place(state);
+        let mut detail = detail;
+        if outcome != Outcome::Succeeded && !because.is_empty() {
+            detail = format!("{detail}; because {}", because.join("; "));
+        }
+        if !left.is_empty() {
+            detail = format!("{detail}; left in place for a person: {}", left.join(", "));
+        }
         let detail = if outcome == Outcome::Succeeded && state.dry_run {
             format!("{detail} ({succeeded} of {total} steps recorded, dry run)")
         } else if outcome == Outcome::Succeeded && !simulated.is_empty() {
@@ -107,6 +138,103 @@ impl Orchestrate {
         ])
     }
 
+    /// Nobody answered the gate or hold at position `i` in time: the gate's
+    /// `on_timeout`, else `orchestrate.on_hold_timeout` (escalate: the
+    /// tree's escalate branch; proceed: on as if approved; abort: the end).
+    fn hold_expired(
+        &mut self,
+        key: &str,
+        i: usize,
+        now: Millis,
+    ) -> Result<Vec<Action>, ProcessError> {
+        let policy = self.config.on_hold_timeout;
+        let hold_secs = self.config.hold_timeout_secs;
+        let Some(state) = self.recoveries.get_mut(key) else {
+            return Ok(Vec::new());
+        };
+        let escalation = escalation_of(state, i);
+        let step = &mut state.steps[i];
+        let gate = step.action == "gate";
+        let secs = if gate {
+            param(step, "timeout_secs").unwrap_or("?").to_string()
+        } else {
+            hold_secs.to_string()
+        };
+        let on_timeout = param(step, "on_timeout").map(str::to_string);
+        let what = match (gate, node_of(step)) {
+            (true, Some(node)) => format!("gate {node}"),
+            (_, node) => format!("hold before {} ({})", step.action, node.unwrap_or("?")),
+        };
+        let (to, then) = match (&on_timeout, policy) {
+            (Some(t), _) => (Some(t.clone()), format!("going to {t}")),
+            (None, HoldPolicy::Escalate) => match &escalation {
+                Some(e) => (Some(e.clone()), format!("escalating ({e})")),
+                None => (None, "the recovery ends escalated".into()),
+            },
+            (None, HoldPolicy::Proceed) => (
+                param(step, "next").map(str::to_string).filter(|_| gate),
+                "going on as if approved (on_hold_timeout: proceed)".into(),
+            ),
+            (None, HoldPolicy::Abort) => {
+                (None, "the recovery ends (on_hold_timeout: abort)".into())
+            }
+        };
+        let detail = format!("{what}: no decision within {secs} s, {then}");
+        let proceed = on_timeout.is_none() && policy == HoldPolicy::Proceed;
+        if gate {
+            step.status = if proceed {
+                StepStatus::Succeeded
+            } else {
+                StepStatus::Failed
+            };
+            step.finished_at = Some(now);
+        } else if !proceed {
+            step.status = StepStatus::Skipped;
+        }
+        step.detail = Some(format!("{NO_DECISION} {secs} s"));
+        let step = step.clone();
+        state.status = RecoveryStatus::Running;
+        state.waiting_until = None;
+        state.updated_at = now;
+        if proceed {
+            state.approver = Some(format!(
+                "nobody: no decision within {secs} s, on_hold_timeout: proceed"
+            ));
+        }
+        let recovery_id = state.recovery_id.clone();
+        let mut actions = vec![self.step_audit(
+            &recovery_id,
+            key,
+            &step,
+            AuditEvent::Skipped,
+            detail.clone(),
+            now,
+        )?];
+        match (to, proceed, policy) {
+            (Some(t), _, _) => {
+                if let Some(state) = self.recoveries.get_mut(key) {
+                    state.cursor = Some(t);
+                }
+                actions.extend(self.advance(key, now)?);
+            }
+            // A hold that proceeds runs the held step now.
+            (None, true, _) => actions.extend(self.advance(key, now)?),
+            (None, false, HoldPolicy::Abort) => actions.extend(self.finish(
+                key,
+                Outcome::Failed,
+                format!("aborted: {detail}"),
+                now,
+            )?),
+            (None, false, _) => actions.extend(self.finish(
+                key,
+                Outcome::Failed,
+                format!("escalated: {detail}"),
+                now,
+            )?),
+        }
+        Ok(actions)
+    }
+
     /// Gates and waits whose time has come.
     pub(super) fn due(&mut self, now: Millis) -> Result<Vec<Action>, ProcessError> {
         let due: Vec<String> = self
@@ -127,50 +255,8 @@ impl Orchestrate {
                     .position(|s| node_of(s) == Some(c.as_str()))
             });
             match (state.status, at) {
-                (RecoveryStatus::AwaitingApproval, Some(i)) if state.steps[i].action == "gate" => {
-                    // Nobody answered: follow the gate's timeout policy.
-                    let step = &mut state.steps[i];
-                    let secs = param(step, "timeout_secs").unwrap_or("?").to_string();
-                    step.status = StepStatus::Failed;
-                    step.finished_at = Some(now);
-                    step.detail = Some(format!("no decision within {secs} s"));
-                    let on_timeout = param(step, "on_timeout").map(str::to_string);
-                    let step = step.clone();
-                    state.status = RecoveryStatus::Running;
-                    state.waiting_until = None;
-                    state.updated_at = now;
-                    let recovery_id = state.recovery_id.clone();
-                    let detail = format!(
-                        "gate {}: no decision within {secs} s, {}",
-                        node_of(&step).unwrap_or("?"),
-                        on_timeout
-                            .as_deref()
-                            .map_or("the recovery ends escalated".to_string(), |t| format!(
-                                "going to {t}"
-                            ))
-                    );
-                    actions.push(self.step_audit(
-                        &recovery_id,
-                        &key,
-                        &step,
-                        AuditEvent::Skipped,
-                        detail.clone(),
-                        now,
-                    )?);
-                    match on_timeout {
-                        Some(t) => {
-                            if let Some(state) = self.recoveries.get_mut(&key) {
-                                state.cursor = Some(t);
-                            }
-                            actions.extend(self.advance(&key, now)?);
-                        }
-                        None => actions.extend(self.finish(
-                            &key,
-                            Outcome::Failed,
-                            format!("escalated: {detail}"),
-                            now,
-                        )?),
-                    }
+                (RecoveryStatus::AwaitingApproval, Some(i)) => {
+                    actions.extend(self.hold_expired(&key, i, now)?);
                 }
                 (RecoveryStatus::Running, Some(i)) if state.steps[i].action == "wait" => {
                     if state.steps[i].params.contains_key("delay_secs") {

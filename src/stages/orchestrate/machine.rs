@@ -123,6 +123,21 @@ pub(super) fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
     (steps, "step0".into())
 }
 
+/// How the detail of a step a constraint refused begins.
+pub(super) const REFUSED: &str = "refused: ";
+
+/// The node of the program's escalate branch (its first `escalate` step),
+/// unless that is the step at `from` itself.
+pub(super) fn escalation_of(state: &RecoveryState, from: usize) -> Option<String> {
+    state
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(j, s)| *j != from && s.action == "escalate" && param(s, "cleanup_of").is_none())
+        .min_by_key(|(_, s)| s.index)
+        .and_then(|(_, s)| node_of(s).map(str::to_string))
+}
+
 impl Orchestrate {
     /// Decides the next move of the recovery of `key` from its state.
     pub(super) fn next_move(&self, key: &str, now: Millis) -> Next {
@@ -240,10 +255,16 @@ impl Orchestrate {
                     Next::Move(i, StepStatus::Failed, next)
                 }
                 StepStatus::Failed => {
+                    let refused = step
+                        .detail
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with(REFUSED));
                     let fallback = ["on_failure", "if_unhealthy", "on_deadline"]
                         .iter()
                         .find_map(|e| param(step, e))
-                        .map(str::to_string);
+                        .map(str::to_string)
+                        // A step a constraint refused hands over to a person.
+                        .or_else(|| refused.then(|| escalation_of(state, i)).flatten());
                     match fallback {
                         Some(f) => Next::Move(i, StepStatus::Failed, Some(f)),
                         None => Next::End(

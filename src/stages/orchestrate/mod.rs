@@ -49,7 +49,7 @@ use crate::stages::{
 };
 use crate::topics::Topics;
 use cleanup::*;
-use config::OrchestrateConfig;
+use config::{HoldPolicy, OrchestrateConfig};
 use machine::*;
 use safety::*;
 use std::collections::{BTreeMap, VecDeque};

@@ -26,7 +26,10 @@ impl Orchestrate {
         let until = step.started_at.unwrap_or(now) + secs * 1000;
         let then = match param(step, "on_timeout") {
             Some(t) => format!("then {t}"),
-            None => "then the recovery ends escalated".into(),
+            None => format!(
+                "then on_hold_timeout: {}",
+                self.config.on_hold_timeout.name()
+            ),
         };
         let detail = format!(
             "gate {}: waiting up to {secs} s for a decision on the approvals topic ({then})",
@@ -71,22 +74,26 @@ impl Orchestrate {
                 }
                 let constraints = self.config.constraints.get(&state.environment);
                 if let Some(why) = constraints.and_then(|c| downtime(c, step, &state.environment)) {
+                    // Refused: the step's fallback, else the escalate branch, runs.
+                    let Some(state) = self.recoveries.get_mut(key) else {
+                        return Ok(actions);
+                    };
                     let recovery_id = state.recovery_id.clone();
-                    actions.push(self.audit(
+                    let step = &mut state.steps[i];
+                    step.status = StepStatus::Failed;
+                    step.finished_at = Some(now);
+                    step.detail = Some(format!("{REFUSED}{why}"));
+                    let step = step.clone();
+                    state.updated_at = now;
+                    actions.push(self.step_audit(
                         &recovery_id,
                         key,
-                        ACTOR,
-                        None,
+                        &step,
                         AuditEvent::Skipped,
-                        why.clone(),
+                        format!("{REFUSED}{why}"),
                         now,
                     )?);
-                    actions.extend(self.finish(
-                        key,
-                        Outcome::Failed,
-                        format!("escalated: {why}"),
-                        now,
-                    )?);
+                    actions.extend(self.advance(key, now)?);
                     return Ok(actions);
                 }
                 if automated(&action) && state.approver.is_none() {
@@ -212,7 +219,9 @@ impl Orchestrate {
         let Some(state) = self.recoveries.get_mut(key) else {
             return Ok(Vec::new());
         };
+        let secs = self.config.hold_timeout_secs;
         state.status = RecoveryStatus::AwaitingApproval;
+        state.waiting_until = Some(now.saturating_add((secs as i64).saturating_mul(1000)));
         state.updated_at = now;
         let recovery_id = state.recovery_id.clone();
         Ok(vec![
@@ -222,7 +231,10 @@ impl Orchestrate {
                 ACTOR,
                 None,
                 AuditEvent::ApprovalRequested,
-                format!("{why}; waiting for a decision on the approvals topic"),
+                format!(
+                    "{why}; waiting up to {secs} s for a decision on the approvals topic (then on_hold_timeout: {})",
+                    self.config.on_hold_timeout.name()
+                ),
                 now,
             )?,
             self.emit_state(key)?,

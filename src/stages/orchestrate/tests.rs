@@ -602,21 +602,102 @@ fn nobody_answering_a_gate_follows_its_timeout_policy() {
     assert_eq!(executed(&out), ["escalate"]);
     assert_eq!(outcomes(&out)[0].outcome, Outcome::Failed);
 
-    // A gate medic added has no timeout branch: the recovery ends escalated.
+    // A gate medic added has no timeout branch: on_hold_timeout (escalate)
+    // runs the tree's escalate branch, and the outcome says why.
     let mut o = orchestrate();
     let plan = decided(FailureType::Application, "production", false);
     let first = o.on_plan(&plan, 10).expect("ok");
     drive_at(&mut o, first, &|_| true, 10);
     let out = timer(&mut o, 10 + 3_600_000, &|_| true);
+    assert_eq!(
+        executed(&out),
+        ["escalate"],
+        "nothing automated ran without the approval; a person was paged"
+    );
     let outs = outcomes(&out);
     assert_eq!(outs[0].outcome, Outcome::Failed);
     assert_eq!(
         outs[0].detail,
-        "escalated: gate rollback.approval: no decision within 3600 s, the recovery ends escalated"
+        "escalated: retry and rollback did not help: the owning team is paged; because gate rollback.approval: no decision within 3600 s"
     );
+
+    // abort: the recovery ends there, nothing more runs.
+    let mut o = Orchestrate::new(
+        Topics::default(),
+        OrchestrateConfig {
+            on_hold_timeout: HoldPolicy::Abort,
+            ..OrchestrateConfig::default()
+        },
+    );
+    let first = o.on_plan(&plan, 10).expect("ok");
+    drive_at(&mut o, first, &|_| true, 10);
+    let out = timer(&mut o, 10 + 3_600_000, &|_| true);
+    assert!(executed(&out).is_empty());
+    assert_eq!(
+        outcomes(&out)[0].detail,
+        "aborted: gate rollback.approval: no decision within 3600 s, the recovery ends (on_hold_timeout: abort)"
+    );
+}
+
+/// The hold for an environment's `requires_approval` has a deadline too
+/// (`hold_timeout_secs`); nobody answering runs the escalate branch, or,
+/// with `on_hold_timeout: proceed`, the held step runs.
+#[test]
+fn a_hold_nobody_answers_ends_by_its_policy() {
+    let production_restart = || decided_with(FailureType::Resource, Severity::High, "production");
+    for (policy, expect_run, expect_outcome) in [
+        (HoldPolicy::Escalate, vec!["escalate"], Outcome::Failed),
+        (HoldPolicy::Abort, vec![], Outcome::Failed),
+    ] {
+        let mut o = Orchestrate::new(
+            Topics::default(),
+            OrchestrateConfig {
+                hold_timeout_secs: 600,
+                on_hold_timeout: policy,
+                ..OrchestrateConfig::default()
+            },
+        );
+        let plan = production_restart();
+        let first = o.on_plan(&plan, 10).expect("ok");
+        drive_at(&mut o, first, &|_| true, 10);
+        let state = &o.recoveries()["svc/production"];
+        assert_eq!(state.status, RecoveryStatus::AwaitingApproval);
+        assert_eq!(state.waiting_until, Some(10 + 600_000), "{policy:?}");
+        assert!(timer(&mut o, 10 + 599_999, &|_| true).is_empty());
+        let out = timer(&mut o, 10 + 600_000, &|_| true);
+        assert_eq!(executed(&out), expect_run, "{policy:?}");
+        let outs = outcomes(&out);
+        assert_eq!(outs[0].outcome, expect_outcome, "{policy:?}");
+        assert!(
+            outs[0].detail.contains("no decision within 600 s"),
+            "{}",
+            outs[0].detail
+        );
+        assert!(!o.recoveries()["svc/production"].status.is_active());
+    }
+    let mut o = Orchestrate::new(
+        Topics::default(),
+        OrchestrateConfig {
+            hold_timeout_secs: 600,
+            on_hold_timeout: HoldPolicy::Proceed,
+            ..OrchestrateConfig::default()
+        },
+    );
+    let plan = production_restart();
+    let first = o.on_plan(&plan, 10).expect("ok");
+    drive_at(&mut o, first, &|_| true, 10);
+    let out = timer(&mut o, 10 + 600_000, &|_| true);
+    let outs = outcomes(&out);
+    assert_eq!(outs[0].outcome, Outcome::Succeeded, "{}", outs[0].detail);
+    let ran = executed(&out);
     assert!(
-        executed(&out).is_empty(),
-        "nothing ran without the approval"
+        ran.iter()
+            .any(|a| a == "scale_resources" || a == "restart_service"),
+        "the held step ran: {ran:?}"
+    );
+    assert_eq!(
+        outs[0].approver.as_deref(),
+        Some("nobody: no decision within 600 s, on_hold_timeout: proceed")
     );
 }
 
@@ -838,9 +919,16 @@ fn production_constraints_hold_for_approval_roll_and_refuse_long_interruptions()
     assert_eq!(outs[0].outcome, Outcome::Failed);
     assert_eq!(
         outs[0].detail,
-        "escalated: failover may interrupt production for up to 15 min; production allows 5 min"
+        "escalated: data could not be verified: database on-call paged, writes stay read-only; \
+         because failover: refused: failover may interrupt production for up to 15 min; production allows 5 min; \
+         left in place for a person: enable_readonly_mode (component: database)"
     );
     assert!(!outs[0].actions.contains(&"failover".to_string()));
+    assert!(
+        outs[0].actions.contains(&"escalate".to_string()),
+        "the refused step's fallback (the escalate branch) ran: {:?}",
+        outs[0].actions
+    );
 }
 
 #[test]
@@ -895,7 +983,7 @@ fn a_resolved_recovery_removes_its_temporary_measures_in_the_cleanup_phase() {
     assert_eq!(outs[0].outcome, Outcome::Failed);
     assert_eq!(
         outs[0].detail,
-        "cleanup: disable_readonly_mode failed: done"
+        "cleanup: disable_readonly_mode failed: done; left in place for a person: enable_readonly_mode (component: database)"
     );
 
     // Switched off: nothing is undone.
