@@ -1,12 +1,16 @@
-//! Notification sinks: Slack incoming webhooks, signed generic webhooks and
-//! e-mail, one per configured channel, behind one [`Executor`] that retries
+//! Notification sinks: Slack incoming webhooks, signed generic webhooks,
+//! e-mail, PagerDuty and Opsgenie, one per configured channel, behind one [`Executor`] that retries
 //! each delivery with backoff and counts it (`medic_notifications_total`).
 
 mod email;
+pub mod opsgenie;
+pub mod pagerduty;
 mod slack;
 mod webhook;
 
 pub use email::{body as email_body, subject as email_subject, EmailSink};
+pub use opsgenie::OpsgenieSink;
+pub use pagerduty::PagerdutySink;
 pub use slack::{blocks as slack_blocks, escape as slack_escape, SlackSink};
 pub use webhook::WebhookSink;
 
@@ -21,7 +25,7 @@ use std::time::Duration;
 
 /// Delivers messages of one kind of channel.
 pub trait Sink: Send + Sync {
-    /// `slack`, `webhook` or `email` (a metric label).
+    /// `slack`, `webhook`, `email`, `pagerduty` or `opsgenie` (a metric label).
     fn kind(&self) -> &'static str;
     /// One delivery attempt of `message`, whose notification id is `key`.
     /// Errors say whether another attempt may work.
@@ -89,6 +93,17 @@ impl Channels {
                 ChannelKind::Slack => Arc::new(SlackSink::new(url()?).map_err(field)?),
                 ChannelKind::Webhook => {
                     Arc::new(WebhookSink::new(url()?, c.secret.as_deref()).map_err(field)?)
+                }
+                ChannelKind::Pagerduty | ChannelKind::Opsgenie => {
+                    let key = c
+                        .key
+                        .as_deref()
+                        .ok_or_else(|| field("key is required".into()))?;
+                    if c.kind == ChannelKind::Pagerduty {
+                        Arc::new(PagerdutySink::new(c.url.as_deref(), key).map_err(field)?)
+                    } else {
+                        Arc::new(OpsgenieSink::new(c.url.as_deref(), key).map_err(field)?)
+                    }
                 }
                 ChannelKind::Email => {
                     let smtp = c

@@ -33,7 +33,7 @@ pub struct NotifyConfig {
 pub struct ChannelConfig {
     /// Name, unique among channels; appears in delivery records.
     pub name: String,
-    /// `slack`, `webhook` or `email`.
+    /// `slack`, `webhook`, `email`, `pagerduty` or `opsgenie`.
     pub kind: ChannelKind,
     /// Environments this channel hears about; empty means all.
     #[serde(default)]
@@ -52,6 +52,10 @@ pub struct ChannelConfig {
     /// `${file:/path}`) or the generic webhook's URL.
     #[serde(default)]
     pub url: Option<String>,
+    /// PagerDuty: the integration's routing key; Opsgenie: the API
+    /// integration's key. A secret: `${env:NAME}` or `${file:/path}`.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Generic webhook: HMAC-SHA256 secret, signed like the bridge's generic
     /// scheme (`X-Medic-Timestamp`, `X-Medic-Signature`). Unsigned without it.
     #[serde(default)]
@@ -87,6 +91,10 @@ pub enum ChannelKind {
     Webhook,
     /// E-mail over SMTP.
     Email,
+    /// PagerDuty Events API v2: pages, acknowledged and resolved.
+    Pagerduty,
+    /// Opsgenie Alert API: alerts, acknowledged and closed.
+    Opsgenie,
 }
 
 impl ChannelKind {
@@ -96,6 +104,8 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Webhook => "webhook",
             ChannelKind::Email => "email",
+            ChannelKind::Pagerduty => "pagerduty",
+            ChannelKind::Opsgenie => "opsgenie",
         }
     }
 }
@@ -242,6 +252,7 @@ impl NotifyConfig {
             min_severity: None,
             events: default_events(),
             url: Some(url.clone()),
+            key: None,
             secret: None,
             smtp: None,
             from: None,
@@ -290,8 +301,15 @@ impl ChannelConfig {
                 format!("does not apply to a {} channel", self.kind.as_str()),
             ))
         };
+        let paging = matches!(self.kind, ChannelKind::Pagerduty | ChannelKind::Opsgenie);
+        match (&self.key, paging) {
+            (None, true) => return Err(("key", "is required".into())),
+            (Some(_), false) => return unused("key"),
+            _ => {}
+        }
         match &self.url {
-            None if !email => return Err(("url", "is required".into())),
+            // PagerDuty and Opsgenie have default endpoints.
+            None if !email && !paging => return Err(("url", "is required".into())),
             Some(_) if email => return unused("url"),
             Some(url)
                 if !(url.starts_with("https://")
