@@ -10,6 +10,7 @@ use crate::executors::github::GithubExecutor;
 use crate::executors::gitlab::GitlabExecutor;
 use crate::executors::http::HttpExecutor;
 use crate::executors::kubernetes::KubernetesExecutor;
+use crate::executors::notify::ChannelSteps;
 use crate::executors::routing;
 use crate::executors::step::{Retry, StepExecutor, StepRouter};
 use crate::executors::{Channels, CommitStatusSink, DryRun, Executor, Executors, StatusTarget};
@@ -119,7 +120,8 @@ pub fn notification_channels(notify: &NotifyConfig) -> Vec<Channel> {
 /// The executors the configuration asks for: recovery steps by route, the
 /// notification channels' sinks, and commit statuses.
 pub fn executors(config: &Config) -> Result<Executors, String> {
-    let notifications: Arc<dyn Executor> = Arc::new(Channels::from_config(&config.notify)?);
+    let channels = Arc::new(Channels::from_config(&config.notify)?);
+    let notifications: Arc<dyn Executor> = channels.clone();
     let target = |api: &crate::config::StatusApi| -> Result<Option<StatusTarget>, String> {
         match &api.token {
             None => Ok(None),
@@ -136,15 +138,20 @@ pub fn executors(config: &Config) -> Result<Executors, String> {
         Duration::from_millis(config.notify.webhook_timeout_ms),
     )?;
     Ok(Executors {
-        steps: Arc::new(step_router(&config.orchestrate.executors)?),
+        steps: Arc::new(step_router(&config.orchestrate.executors, channels)?),
         notifications,
         statuses: Arc::new(statuses),
     })
 }
 
 /// The recovery-step executors of `config`: each configured kind built and
-/// checked, every route pointing at a configured kind that supports its action.
-pub fn step_router(config: &ExecutorsConfig) -> Result<StepRouter, String> {
+/// checked, every route pointing at a configured kind that supports its
+/// action. `channels` are the notification channels `escalate` and `notify`
+/// steps may go to.
+pub fn step_router(
+    config: &ExecutorsConfig,
+    channels: Arc<Channels>,
+) -> Result<StepRouter, String> {
     let field = |kind: &str, e: String| format!("orchestrate.executors.{kind}: {e}");
     let dry_run: Arc<dyn StepExecutor> = Arc::new(DryRun::new());
     let mut kinds: BTreeMap<&str, Arc<dyn StepExecutor>> = BTreeMap::new();
@@ -193,6 +200,12 @@ pub fn step_router(config: &ExecutorsConfig) -> Result<StepRouter, String> {
             Arc::new(ChecksExecutor::new(c).map_err(|e| field("checks", e))?),
         );
     }
+    if let Some(routes) = &config.channels {
+        kinds.insert(
+            "channels",
+            Arc::new(ChannelSteps::new(channels, routes).map_err(|e| field("channels", e))?),
+        );
+    }
     let lookup = |kind: &str, what: &str| -> Result<Arc<dyn StepExecutor>, String> {
         kinds.get(kind).cloned().ok_or_else(|| {
             format!(
@@ -235,7 +248,7 @@ pub fn step_router(config: &ExecutorsConfig) -> Result<StepRouter, String> {
 /// parameters, or simulated on purpose. Fails listing each problem.
 pub fn check_routing(config: &Config, rules: &Rules) -> Result<(), String> {
     let executors = &config.orchestrate.executors;
-    let router = step_router(executors)?;
+    let router = step_router(executors, Arc::new(Channels::from_config(&config.notify)?))?;
     let reach = routing::reachable(&rules.policy, config.orchestrate.cleanup_temporary_measures);
     let problems = routing::problems(
         &reach,

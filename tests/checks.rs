@@ -32,6 +32,7 @@ fn request(service: &str, params: &[(&str, &str)]) -> StepRequest {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         ci: None,
+        context: None,
         timeout: Duration::from_secs(20),
     }
 }
@@ -282,20 +283,30 @@ fn prometheus_queries_decide_healthy_unhealthy_and_inconclusive() {
 /// shipped): `reachable` (`upstream_error_rate below 1.0`) is a real
 /// Prometheus query. checkout's upstream recovered: the recovery succeeds
 /// and the check is not simulated. payments' did not: the tree's unhealthy
-/// branch escalates. The contain steps, notifications and escalation are
-/// simulated on purpose.
+/// branch escalates, and the escalate step pages on-call through a PagerDuty
+/// channel (a scripted server following the Events API v2). The contain
+/// steps and notifications are simulated on purpose.
 #[test]
 fn a_recovery_is_verified_or_escalated_by_a_real_prometheus_query() {
     let Some((p, _text)) = prometheus("a_recovery_is_verified") else {
         return;
     };
+    let (pagerduty, pages) = common::http::server_answering(vec![(
+        202,
+        r#"{"status":"success","message":"Event processed","dedup_key":"medic/payments/staging"}"#,
+    )]);
     let mut c = embedded("checks-e2e");
     c.config.orchestrate.dry_run = serde_yaml_ng::from_str(
-        "[notify, escalate, enable_circuit_breaker, disable_circuit_breaker, clear_cache, shift_traffic, retry_deployment]",
+        "[notify, enable_circuit_breaker, disable_circuit_breaker, clear_cache, shift_traffic, retry_deployment]",
     )
     .expect("dry_run list");
+    c.config.notify.channels = serde_yaml_ng::from_str(&format!(
+        "[{{name: oncall, kind: pagerduty, url: \"{pagerduty}\", key: R0UT1NGKEY0123456789abcdefABCDEF}}]"
+    ))
+    .expect("channels");
     c.config.orchestrate.executors = serde_yaml_ng::from_str(&format!(
-        "routes: {{run_health_check: checks}}\n\
+        "routes: {{run_health_check: checks, escalate: channels}}\n\
+         channels: {{escalate: [oncall]}}\n\
          checks:\n  prometheus: {{url: \"{}\"}}\n  \
          metrics:\n    upstream_error_rate: {{query: \"{ERROR_RATE}\"}}\n",
         p.url
@@ -349,4 +360,22 @@ fn a_recovery_is_verified_or_escalated_by_a_real_prometheus_query() {
         unhealthy.detail
     );
     assert!(unhealthy.actions.contains(&"escalate".to_string()));
+    assert!(
+        !unhealthy.simulated_steps.contains(&"escalate".to_string()),
+        "the escalation really went out: {:?}",
+        unhealthy.simulated_steps
+    );
+    // The escalate step paged on-call through PagerDuty's Events API.
+    let pages = pages.lock().expect("pages").clone();
+    assert_eq!(pages.len(), 1, "one page, for payments only");
+    let event: serde_json::Value = serde_json::from_str(&pages[0].1).expect("JSON");
+    assert_eq!(event["event_action"], "trigger");
+    assert_eq!(event["dedup_key"], "medic/payments/staging");
+    assert_eq!(event["payload"]["class"], "network");
+    assert!(
+        event["payload"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("hands the recovery of payments/staging to network (page)")),
+        "{event}"
+    );
 }

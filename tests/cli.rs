@@ -189,8 +189,14 @@ fn the_production_example_config_passes_check_config_with_dry_run_off() {
             ("MEDIC_TEST_KUBE_TOKEN", "t0ken"),
             ("MEDIC_BROKERS", "127.0.0.1:9092"),
             ("GITHUB_TOKEN", "ghp_example"),
-            ("CHATOPS_AUTHORIZATION", "Bearer chatops"),
-            ("ONCALL_AUTHORIZATION", "Bearer oncall"),
+            (
+                "MEDIC_SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+            ),
+            (
+                "MEDIC_PAGERDUTY_ROUTING_KEY",
+                "R0UT1NGKEY0123456789abcdefABCDEF",
+            ),
         ])
         .output()
         .expect("runs");

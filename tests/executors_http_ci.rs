@@ -99,6 +99,7 @@ fn step(action: &str) -> StepRequest {
         action: action.into(),
         params: BTreeMap::new(),
         ci: None,
+        context: None,
         timeout: Duration::from_secs(5),
     }
 }

@@ -147,6 +147,7 @@ fn request(action: &str, service: &str, params: &[(&str, &str)]) -> StepRequest 
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         ci: None,
+        context: None,
         timeout: Duration::from_secs(5),
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields, default)]
 pub struct ExecutorsConfig {
     /// Action → executor kind: `dry_run`, `http`, `command`, `github`,
-    /// `gitlab`, `kubernetes`, `argo_rollouts` or `checks`. Checked at start: the kind
+    /// `gitlab`, `kubernetes`, `argo_rollouts`, `checks` or `channels`. Checked at start: the kind
     /// must be configured below and support the action.
     pub routes: BTreeMap<String, String>,
     /// The kind for actions without a route.
@@ -34,6 +34,9 @@ pub struct ExecutorsConfig {
     /// Health checks and metrics for `run_health_check`: HTTP probes and
     /// Prometheus queries.
     pub checks: Option<crate::executors::checks::ChecksConfig>,
+    /// `escalate` and `notify` steps on notification channels: action →
+    /// names of `notify.channels` (`escalate: [oncall, ops-slack]`).
+    pub channels: Option<BTreeMap<String, Vec<String>>>,
 }
 
 impl Default for ExecutorsConfig {
@@ -51,6 +54,7 @@ impl Default for ExecutorsConfig {
             kubernetes: None,
             argo_rollouts: None,
             checks: None,
+            channels: None,
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct StepRequest {
     pub params: BTreeMap<String, String>,
     /// The CI run behind the failure, when there was one.
     pub ci: Option<CiRef>,
+    /// The failure and strategy behind the step, when known.
+    pub context: Option<crate::stages::StepContext>,
     /// Longest one attempt may take.
     pub timeout: Duration,
 }
@@ -284,6 +286,7 @@ impl Executor for StepRouter {
                 environment,
                 step,
                 ci,
+                context,
                 dry_run,
             } = request
             else {
@@ -305,6 +308,7 @@ impl Executor for StepRouter {
                 action: step.action.clone(),
                 params: step.owned_params(),
                 ci: ci.as_deref().cloned(),
+                context: context.as_deref().cloned(),
                 timeout: Duration::from_millis(step.timeout_ms.max(1) as u64),
             };
             let executor = if *dry_run {
@@ -378,6 +382,7 @@ mod tests {
             action: "restart_service".into(),
             params: BTreeMap::new(),
             ci: None,
+            context: None,
             timeout: Duration::from_millis(timeout_ms),
         }
     }
@@ -496,6 +501,7 @@ mod tests {
                 timeout_ms: 1000,
             },
             ci: None,
+            context: None,
             dry_run,
         };
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -184,6 +184,8 @@ pub enum EffectRequest {
         step: PlanStep,
         /// The CI run behind the failure, when there was one.
         ci: Option<Box<crate::domain::CiRef>>,
+        /// What failed and how it is recovered, for executors that tell people.
+        context: Option<Box<StepContext>>,
         /// Only describe what would happen.
         dry_run: bool,
     },
@@ -230,6 +232,18 @@ impl EffectRequest {
             } => idempotency_key,
         }
     }
+}
+
+/// The failure behind a recovery step and the strategy recovering it: what
+/// an executor that tells people (an escalation, a notification) says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepContext {
+    /// Failure type.
+    pub failure_type: crate::domain::FailureType,
+    /// Severity.
+    pub severity: crate::domain::Severity,
+    /// Recovery strategy.
+    pub strategy: String,
 }
 
 /// A commit status medic sets.

@@ -6,12 +6,14 @@ mod email;
 pub mod opsgenie;
 pub mod pagerduty;
 mod slack;
+mod steps;
 mod webhook;
 
 pub use email::{body as email_body, subject as email_subject, EmailSink};
 pub use opsgenie::OpsgenieSink;
 pub use pagerduty::PagerdutySink;
 pub use slack::{blocks as slack_blocks, escape as slack_escape, SlackSink};
+pub use steps::ChannelSteps;
 pub use webhook::WebhookSink;
 
 use super::step::{with_retries, Retry, StepResult};
@@ -137,6 +139,41 @@ impl Channels {
     }
 }
 
+impl Channels {
+    /// Whether a channel called `name` is configured.
+    pub fn has(&self, name: &str) -> bool {
+        self.routes.contains_key(name)
+    }
+
+    /// Delivers `message` on `channel` with the channel's retries; `key`
+    /// identifies the delivery (idempotency key, e-mail `Message-ID`).
+    pub async fn deliver(&self, channel: &str, key: &str, message: &Message) -> EffectResult {
+        let Some(route) = self.routes.get(channel) else {
+            return unconfigured(key, &format!("no channel named {channel} is configured"));
+        };
+        let kind = route.sink.kind();
+        with_retries(
+            &route.retry,
+            route.timeout,
+            || route.sink.send(key, message),
+            |attempt, outcome, retry| {
+                let label = match (outcome, retry) {
+                    (Ok(_), _) => "delivered",
+                    (Err(_), true) => "retried",
+                    (Err(_), false) => "failed",
+                };
+                metrics::counter!("medic_notifications_total", "sink" => kind, "result" => label)
+                    .increment(1);
+                if let Err(e) = outcome {
+                    tracing::warn!(key, channel = %channel, attempt, retry, error = %e.detail, "notification attempt failed");
+                }
+            },
+        )
+        .await
+        .into_effect_result(key, kind)
+    }
+}
+
 impl Executor for Channels {
     fn execute<'a>(&'a self, request: &'a EffectRequest) -> BoxFuture<'a, EffectResult> {
         Box::pin(async move {
@@ -147,29 +184,7 @@ impl Executor for Channels {
             else {
                 return unconfigured(key, "not a notification");
             };
-            let Some(route) = self.routes.get(channel) else {
-                return unconfigured(key, &format!("no channel named {channel} is configured"));
-            };
-            let kind = route.sink.kind();
-            with_retries(
-                &route.retry,
-                route.timeout,
-                || route.sink.send(key, message),
-                |attempt, outcome, retry| {
-                    let label = match (outcome, retry) {
-                        (Ok(_), _) => "delivered",
-                        (Err(_), true) => "retried",
-                        (Err(_), false) => "failed",
-                    };
-                    metrics::counter!("medic_notifications_total", "sink" => kind, "result" => label)
-                        .increment(1);
-                    if let Err(e) = outcome {
-                        tracing::warn!(key, channel = %channel, attempt, retry, error = %e.detail, "notification attempt failed");
-                    }
-                },
-            )
-            .await
-            .into_effect_result(key, kind)
+            self.deliver(channel, key, message).await
         })
     }
 }

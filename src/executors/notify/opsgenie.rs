@@ -56,6 +56,8 @@ pub fn request(message: &Message) -> Option<(Option<(String, &'static str)>, Val
         (MessageKind::Outcome, Some(Outcome::Succeeded)) => Some("close"),
         (MessageKind::Outcome, Some(Outcome::Rejected)) => Some("acknowledge"),
         (MessageKind::Outcome, Some(Outcome::Skipped)) => return None,
+        // A progress note is not worth a page.
+        (MessageKind::Update, _) => return None,
         _ => None,
     };
     if let Some(verb) = update {

@@ -9,6 +9,8 @@
 //! | outcome rejected | `acknowledge`: a person has it |
 //! | outcome succeeded | `resolve` |
 //! | outcome skipped (attached, cooldown) | nothing: no person is needed |
+//! | an `escalate` step | `trigger`, severity from the failure's |
+//! | a `notify` step | nothing: a progress note is not a page |
 //! | digest | `trigger`, severity `warning`, one alert per channel |
 //!
 //! The `dedup_key` is the deployment's (`medic/checkout/production`): every
@@ -86,6 +88,8 @@ pub fn event(routing_key: &str, message: &Message) -> Option<Value> {
         (MessageKind::Outcome, Some(Outcome::Succeeded)) => "resolve",
         (MessageKind::Outcome, Some(Outcome::Rejected)) => "acknowledge",
         (MessageKind::Outcome, Some(Outcome::Skipped)) => return None,
+        // A progress note is not worth a page.
+        (MessageKind::Update, _) => return None,
         _ => "trigger",
     };
     if action != "trigger" {

@@ -96,6 +96,7 @@ pub fn blocks(message: &Message) -> Value {
         let state = match (message.kind, a.outcome) {
             (_, Some(outcome)) => outcome.as_str().to_string(),
             (MessageKind::ApprovalNeeded, None) => "waiting for approval".into(),
+            (MessageKind::Escalation, None) => "escalated: a person takes over".into(),
             _ => "running".into(),
         };
         blocks.push(json!({

@@ -19,6 +19,10 @@ pub enum MessageKind {
     Outcome,
     /// Messages a channel's rate limit held back, sent together.
     Digest,
+    /// A recovery's `escalate` step: a person takes over.
+    Escalation,
+    /// A recovery's `notify` step: what it is doing.
+    Update,
 }
 
 /// One message for people (and for machines, as the generic webhook's body).
@@ -89,6 +93,13 @@ impl Message {
                 a.deployment_key,
                 a.outcome.map_or("ended", |o| o.as_str())
             ),
+            (MessageKind::Escalation, Some(a)) => format!(
+                "medic: {} recovery of {} needs a person",
+                a.strategy, a.deployment_key
+            ),
+            (MessageKind::Update, Some(a)) => {
+                format!("medic: {} recovery of {}", a.strategy, a.deployment_key)
+            }
         }
     }
 }

@@ -153,6 +153,11 @@ impl Orchestrate {
                 state.environment.clone(),
                 state.ci.clone().map(Box::new),
             );
+            let context = Box::new(crate::stages::StepContext {
+                failure_type: state.failure_type,
+                severity: state.severity,
+                strategy: state.strategy.clone(),
+            });
             let idempotency_key = format!("{recovery_id}/{}", step.index);
             self.in_flight.insert(idempotency_key.clone());
             actions.push(self.emit_state(key)?);
@@ -179,6 +184,7 @@ impl Orchestrate {
                     timeout_ms: step.timeout_ms,
                 },
                 ci,
+                context: Some(context),
                 dry_run,
             }));
         }
