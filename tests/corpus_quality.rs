@@ -31,18 +31,18 @@ struct Floors {
 /// Dev, as medic receives each item, may not drop below these (set from
 /// what the pack reaches).
 const DEV: Floors = Floors {
-    coverage: 0.97,
-    accuracy: 0.83,
-    macro_f1: 0.84,
-    transient_f1: 0.82,
+    coverage: 0.96,
+    accuracy: 0.80,
+    macro_f1: 0.81,
+    transient_f1: 0.77,
 };
 
 /// Dev as bare log lines, no CI verdict: what the text alone is recognised as.
 const DEV_LINES: Floors = Floors {
-    coverage: 0.86,
-    accuracy: 0.77,
-    macro_f1: 0.83,
-    transient_f1: 0.82,
+    coverage: 0.82,
+    accuracy: 0.72,
+    macro_f1: 0.78,
+    transient_f1: 0.77,
 };
 
 fn load(split: &str) -> Vec<Item> {
