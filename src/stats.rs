@@ -13,6 +13,10 @@
 //! * **deployment failures prevented**: succeeded recoveries of failures no
 //!   CI run had reported as failed — medic acted on the logs before the
 //!   pipeline or a person declared the deployment broken.
+//! * **recovery metrics** (from each outcome's `metrics`, outcomes that
+//!   carry them): mean recovery duration (plan to outcome), estimated and
+//!   observed downtime in total, fallbacks taken, components recovered and
+//!   the people who had to act (approvals, rejections, escalations).
 //! * **simulated**: recoveries with at least one step only recorded (a dry
 //!   run, or an action listed in `orchestrate.dry_run`). They are left out
 //!   of the rates, times and prevented failures above, since a simulated
@@ -71,6 +75,18 @@ pub struct Stats {
     pub manual_interventions: u64,
     /// Succeeded recoveries of failures no CI run had reported as failed.
     pub failures_prevented: u64,
+    /// Mean time from plan to outcome, seconds.
+    pub mean_recovery_duration_secs: Option<f64>,
+    /// Sum of the estimated downtime of the interrupting steps, seconds.
+    pub estimated_downtime_secs: f64,
+    /// Sum of the observed downtime of the interrupting steps, seconds.
+    pub observed_downtime_secs: f64,
+    /// Fallbacks taken, over all recoveries.
+    pub fallbacks_used: u64,
+    /// Components recovered, over all succeeded recoveries.
+    pub components_recovered: u64,
+    /// Approvals, rejections and escalations: each time a person had to act.
+    pub people_acted: u64,
 }
 
 impl Stats {
@@ -102,6 +118,7 @@ impl Stats {
             ..Stats::default()
         };
         let mut ttr: Vec<f64> = Vec::new();
+        let mut durations: Vec<f64> = Vec::new();
         let (mut succeeded, mut failed, mut quiet) = (0u64, 0u64, 0u64);
         for o in latest.values() {
             s.recoveries += 1;
@@ -120,6 +137,14 @@ impl Stats {
             }
             if simulated && !include_simulated {
                 continue;
+            }
+            if let Some(m) = &o.metrics {
+                durations.push(m.duration_ms.max(0) as f64 / 1000.0);
+                s.estimated_downtime_secs += m.estimated_downtime_ms.max(0) as f64 / 1000.0;
+                s.observed_downtime_secs += m.observed_downtime_ms.max(0) as f64 / 1000.0;
+                s.fallbacks_used += m.fallbacks_used.len() as u64;
+                s.components_recovered += m.components_recovered.len() as u64;
+                s.people_acted += m.manual_interventions.max(0) as u64;
             }
             match o.outcome {
                 Outcome::Succeeded => {
@@ -153,6 +178,10 @@ impl Stats {
         }
         if succeeded > 0 {
             s.zero_downtime_rate = Some(quiet as f64 / succeeded as f64);
+        }
+        if !durations.is_empty() {
+            s.mean_recovery_duration_secs =
+                Some(durations.iter().sum::<f64>() / durations.len() as f64);
         }
         if !ttr.is_empty() {
             ttr.sort_by(f64::total_cmp);
@@ -233,6 +262,27 @@ impl fmt::Display for Stats {
             f,
             "deployment failures prevented {}",
             self.failures_prevented
+        )?;
+        writeln!(
+            f,
+            "mean recovery duration        {}",
+            seconds(self.mean_recovery_duration_secs)
+        )?;
+        writeln!(
+            f,
+            "downtime, estimated/observed  {:.1} s / {:.1} s",
+            self.estimated_downtime_secs, self.observed_downtime_secs
+        )?;
+        writeln!(f, "fallbacks used                {}", self.fallbacks_used)?;
+        writeln!(
+            f,
+            "components recovered          {}",
+            self.components_recovered
+        )?;
+        writeln!(
+            f,
+            "people acted                  {} (approvals, rejections, escalations)",
+            self.people_acted
         )
     }
 }
@@ -263,6 +313,7 @@ mod tests {
             approver: None,
             actions: vec!["notify".into(), "scale_resources".into()],
             simulated_steps: Vec::new(),
+            metrics: None,
         }
     }
 

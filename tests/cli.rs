@@ -394,6 +394,27 @@ fn a_production_recovery_waits_for_medic_approve_and_records_the_approver() {
     );
     assert_eq!(stats["failures_prevented"], 1, "no CI run had reported it");
     assert!(stats["mean_time_to_recover_secs"].as_f64().is_some());
+    assert!(stats["mean_recovery_duration_secs"].as_f64().is_some());
+    assert!(
+        stats["people_acted"].as_u64().is_some_and(|n| n >= 1),
+        "alice approved: {stats}"
+    );
+    let recent = medic()
+        .args(["stats", "--json", "--brokers", &c.settings.brokers])
+        .args(["--topic-prefix", &c.topics.prefix])
+        .args(["--include-simulated", "--since", "1h"])
+        .output()
+        .expect("runs");
+    let recent: serde_json::Value = serde_json::from_slice(&recent.stdout).expect("JSON");
+    assert_eq!(recent["recoveries"], 1, "it ended within the hour");
+    let bad = medic()
+        .args(["stats", "--since", "a week"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not a window such as 30m, 1h, 24h or 7d")
+    );
 }
 
 #[test]

@@ -166,6 +166,10 @@ enum Command {
         /// times as if those steps had run.
         #[arg(long)]
         include_simulated: bool,
+        /// Only recoveries that ended within this long before now: `30m`,
+        /// `1h`, `24h`, `7d`.
+        #[arg(long, value_parser = parse_window)]
+        since: Option<i64>,
     },
     /// Recovery strategies: list, draw, check.
     Strategies {
@@ -382,10 +386,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats {
             json,
             include_simulated,
-        } => stats::command(&config, &topics, json, include_simulated),
+            since,
+        } => stats::command(&config, &topics, json, include_simulated, since),
         Command::Simulate(args) => simulate::command(&config, &topics, args),
         Command::CheckConfig => check_config::command(&config),
     }
+}
+
+/// A window such as `30m`, `1h`, `24h` or `7d`, in milliseconds.
+fn parse_window(text: &str) -> Result<i64, String> {
+    let bad = || format!("'{text}' is not a window such as 30m, 1h, 24h or 7d");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = text.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    if n <= 0 {
+        return Err(bad());
+    }
+    n.checked_mul(unit_ms).ok_or_else(bad)
 }
 
 fn parse_time(text: &str) -> Result<i64, String> {

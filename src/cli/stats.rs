@@ -14,6 +14,7 @@ pub(super) fn command(
     topics: &Topics,
     json: bool,
     include_simulated: bool,
+    since_ms: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
     let settings = real_cluster(config, "stats")?;
     let mut outcomes = Vec::new();
@@ -37,6 +38,10 @@ pub(super) fn command(
             "medic: {unreadable} records on {} could not be read and are not counted",
             topics.outcomes
         );
+    }
+    if let Some(window) = since_ms {
+        let from = medic::timefmt::wall_clock() - window;
+        outcomes.retain(|o: &medic::domain::RecoveryOutcome| o.finished_at >= from);
     }
     let stats = if include_simulated {
         medic::stats::Stats::from_outcomes_including_simulated(&outcomes)

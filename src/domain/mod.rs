@@ -17,8 +17,8 @@ pub use key::{normalize_environment, recovery_first_seen, DeploymentKey};
 pub use records::{
     shared_params, Approval, AuditRecord, Candidate, CategorizedFailure, CiEvent, CiRef,
     CorrelationWindow, DeadLetter, DecisionStep, Evidence, NotificationRecord, PatternHit,
-    PhaseSpan, PlanStep, RawLogEnvelope, RecoveryOutcome, RecoveryPlan, RecoveryState, RunnerUp,
-    Signal, StepState, StrategyCount, StrategyStats,
+    PhaseSpan, PlanStep, RawLogEnvelope, RecoveryMetrics, RecoveryOutcome, RecoveryPlan,
+    RecoveryState, RunnerUp, Signal, StepState, StrategyCount, StrategyStats,
 };
 
 /// Milliseconds since the Unix epoch. Every time in medic is one of these, and

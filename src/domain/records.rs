@@ -420,6 +420,31 @@ pub struct RecoveryOutcome {
     /// The actions among `actions` that were only recorded, not done.
     #[serde(default)]
     pub simulated_steps: Vec<String>,
+    /// What the recovery measured about itself; absent in outcomes written
+    /// before medic recorded it.
+    #[serde(default)]
+    pub metrics: Option<RecoveryMetrics>,
+}
+
+/// What a recovery measured about itself (the original design's
+/// `RecoveryMetrics`, as far as medic can measure or carry it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryMetrics {
+    /// From the plan's arrival to the outcome.
+    pub duration_ms: i64,
+    /// Longest the steps expected to interrupt service (failover, isolating
+    /// a component, read-only mode where it counts as downtime) could have
+    /// interrupted it: the sum of their timeouts.
+    pub estimated_downtime_ms: i64,
+    /// How long those steps really ran (simulated ones not counted).
+    pub observed_downtime_ms: i64,
+    /// Components the recovery acted on and brought back (a succeeded
+    /// recovery's service and the `component` of its steps).
+    pub components_recovered: Vec<String>,
+    /// The fallbacks the recovery took: `node -> fallback`, in order.
+    pub fallbacks_used: Vec<String>,
+    /// People who had to act: approvals and rejections, escalations.
+    pub manual_interventions: i32,
 }
 
 /// One recovery action or decision (schema `AuditRecord`, public contract).

@@ -258,6 +258,7 @@ fn outcome(i: usize, strategy: &str, result: Outcome) -> RecoveryOutcome {
         approver: None,
         actions: vec![],
         simulated_steps: Vec::new(),
+        metrics: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn outcome() -> RecoveryOutcome {
         approver: None,
         actions: vec![],
         simulated_steps: Vec::new(),
+        metrics: None,
     }
 }
 

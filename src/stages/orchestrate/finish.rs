@@ -84,6 +84,12 @@ impl Orchestrate {
         if !left.is_empty() {
             detail = format!("{detail}; left in place for a person: {}", left.join(", "));
         }
+        let readonly_acceptable = self
+            .config
+            .constraints
+            .get(&state.environment)
+            .is_none_or(|c| c.readonly_mode_acceptable);
+        let metrics = metrics_of(state, outcome, now, readonly_acceptable, &|s| ran(&s));
         let detail = if outcome == Outcome::Succeeded && state.dry_run {
             format!("{detail} ({succeeded} of {total} steps recorded, dry run)")
         } else if outcome == Outcome::Succeeded && !simulated.is_empty() {
@@ -121,6 +127,7 @@ impl Orchestrate {
                 .map(|s| s.action.clone())
                 .collect(),
             simulated_steps: simulated,
+            metrics: Some(metrics),
         };
         let recovery_id = state.recovery_id.clone();
         Ok(vec![

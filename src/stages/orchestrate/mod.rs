@@ -29,14 +29,16 @@
 //! state machine is in `machine.rs` (next move, advance, the program of a
 //! plan), steps and gates in `steps.rs`, the end of a recovery and its timers
 //! in `finish.rs`, the safety rules in `safety.rs`, the undoing of temporary
-//! measures in `cleanup.rs`, and the records it emits (state, outcome, audit)
-//! in `records.rs`.
+//! measures in `cleanup.rs`, what a recovery measures about itself in
+//! `metrics.rs`, and the records it emits (state, outcome, audit) in
+//! `records.rs`.
 
 mod cleanup;
 pub use cleanup::TEMPORARY_MEASURES;
 pub mod config;
 mod finish;
 mod machine;
+mod metrics;
 mod records;
 mod safety;
 mod steps;
@@ -51,6 +53,7 @@ use crate::topics::Topics;
 use cleanup::*;
 use config::{HoldPolicy, OrchestrateConfig};
 use machine::*;
+use metrics::*;
 use safety::*;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -209,6 +212,7 @@ impl Orchestrate {
             approver: None,
             actions: Vec::new(),
             simulated_steps: Vec::new(),
+            metrics: Some(RecoveryMetrics::default()),
         };
         Ok(vec![
             self.audit(

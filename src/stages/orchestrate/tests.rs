@@ -571,6 +571,11 @@ fn a_failed_rollback_follows_its_fallback_and_ends_escalated() {
         outs[0].actions,
         ["notify", "rollback_deployment", "escalate"]
     );
+    let metrics = outs[0].metrics.as_ref().expect("metrics");
+    assert_eq!(metrics.fallbacks_used, ["rollback -> escalate"]);
+    assert_eq!(metrics.manual_interventions, 1, "a person was paged");
+    assert!(metrics.components_recovered.is_empty(), "nothing came back");
+    assert_eq!(metrics.observed_downtime_ms, 0);
 
     // An unhealthy check takes its branch too.
     let mut o = orchestrate();

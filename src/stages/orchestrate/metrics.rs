@@ -1,0 +1,98 @@
+//! What a recovery measures about itself when it ends ([`RecoveryMetrics`]):
+//! how long it took, how long it could have and did interrupt service, what
+//! it brought back, which fallbacks it took and how often people had to act.
+
+use super::*;
+
+/// Whether `step` is expected to interrupt service while it runs (the same
+/// judgement as the downtime constraint).
+fn interrupts(step: &StepState, readonly_acceptable: bool) -> bool {
+    match step.action.as_str() {
+        "failover" | "isolate_component" => true,
+        "enable_readonly_mode" => !readonly_acceptable,
+        _ => false,
+    }
+}
+
+/// The metrics of the recovery in `state`, ending `outcome` at `now`;
+/// `ran` says which steps ran (not control steps, not refused ones).
+pub(super) fn metrics_of(
+    state: &RecoveryState,
+    outcome: Outcome,
+    now: Millis,
+    readonly_acceptable: bool,
+    ran: &dyn Fn(&StepState) -> bool,
+) -> RecoveryMetrics {
+    let taken: Vec<&StepState> = state.steps.iter().filter(|s| ran(s)).collect();
+    let interrupting = taken.iter().filter(|s| interrupts(s, readonly_acceptable));
+    let estimated_downtime_ms = interrupting.clone().map(|s| s.timeout_ms.max(0)).sum();
+    let observed_downtime_ms = interrupting
+        .filter(|s| !s.simulated)
+        .filter_map(|s| Some((s.finished_at? - s.started_at?).max(0)))
+        .sum();
+    let mut components_recovered = Vec::new();
+    if outcome == Outcome::Succeeded {
+        components_recovered.push(state.service.clone());
+        for s in taken.iter().filter(|s| s.status == StepStatus::Succeeded) {
+            if let Some(c) = param(s, "component") {
+                if !components_recovered.iter().any(|x| x == c) {
+                    components_recovered.push(c.to_string());
+                }
+            }
+        }
+    }
+    // A failed step (or one a constraint refused) whose fallback node ran.
+    let reached = |node: &str| {
+        state.steps.iter().any(|s| {
+            node_of(s) == Some(node)
+                && !matches!(s.status, StepStatus::Pending | StepStatus::Skipped)
+        })
+    };
+    let mut failed: Vec<&StepState> = state
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .collect();
+    failed.sort_by_key(|s| s.finished_at);
+    let fallbacks_used = failed
+        .iter()
+        .filter_map(|s| {
+            let to = ["on_failure", "if_unhealthy", "on_deadline", "on_timeout"]
+                .iter()
+                .find_map(|e| param(s, e))?;
+            reached(to).then(|| format!("{} -> {to}", node_of(s).unwrap_or(&s.action)))
+        })
+        .collect();
+    let decisions = state
+        .steps
+        .iter()
+        .filter(|s| s.action == "gate")
+        .filter(|s| {
+            s.detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("approved by") || d.starts_with("rejected by"))
+        })
+        .count();
+    // A hold approved by a person has no gate to say so.
+    let by_person = state
+        .approver
+        .as_deref()
+        .is_some_and(|a| !a.starts_with("nobody"));
+    let approvals = if decisions == 0 && by_person {
+        1
+    } else {
+        decisions
+    };
+    let escalations = taken
+        .iter()
+        .filter(|s| s.action == "escalate" && s.status == StepStatus::Succeeded)
+        .count();
+    RecoveryMetrics {
+        duration_ms: (now - state.started_at).max(0),
+        estimated_downtime_ms,
+        observed_downtime_ms,
+        components_recovered,
+        fallbacks_used,
+        manual_interventions: (approvals + escalations) as i32,
+    }
+}
