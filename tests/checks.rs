@@ -11,7 +11,6 @@ use common::*;
 use medic::domain::*;
 use medic::executors::checks::{ChecksConfig, ChecksExecutor};
 use medic::executors::step::{StepExecutor, StepRequest};
-use medic::executors::Executor;
 use medic::stages::StageName;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -40,14 +39,6 @@ fn request(service: &str, params: &[(&str, &str)]) -> StepRequest {
 fn checks(yaml: &str) -> ChecksExecutor {
     let config: ChecksConfig = serde_yaml_ng::from_str(yaml).expect("checks config");
     ChecksExecutor::new(&config).expect("checks executor")
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 /// An HTTP probe is healthy after `successes` good answers in a row (a bad
@@ -312,13 +303,7 @@ fn a_recovery_is_verified_or_escalated_by_a_real_prometheus_query() {
         p.url
     ))
     .expect("executors config");
-    let executor: Arc<dyn Executor> =
-        Arc::new(medic::app::executors(&c.config).expect("executors"));
-    let decide = medic::stages::decide::Decide::new(
-        c.topics.clone(),
-        c.config.decide.clone(),
-        medic::app::Rules::builtin().policy,
-    );
+    let (executor, decide) = executors_and_decide(&c);
     for service in ["checkout", "payments"] {
         let mut failure: CategorizedFailure =
             serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))

@@ -9,7 +9,6 @@ use common::tansu::{self, Tansu};
 use common::*;
 use medic::codec;
 use medic::domain::*;
-use medic::executors::Executor;
 use medic::kafka::ClientSettings;
 use medic::stages::StageName;
 use rdkafka::consumer::BaseConsumer;
@@ -722,13 +721,7 @@ fn a_slow_executor_does_not_stall_other_deployments_recoveries() {
          rollback_deployment: {{method: POST, url: \"{url}/rollback/{{service}}\"}}\n"
     );
     c.config.orchestrate.executors = serde_yaml_ng::from_str(&yaml).expect("executors config");
-    let executor: Arc<dyn Executor> =
-        Arc::new(medic::app::executors(&c.config).expect("executors"));
-    let decide = medic::stages::decide::Decide::new(
-        c.topics.clone(),
-        c.config.decide.clone(),
-        medic::app::Rules::builtin().policy,
-    );
+    let (executor, decide) = executors_and_decide(&c);
     let plan = |service: &str| {
         let mut failure: CategorizedFailure =
             serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))

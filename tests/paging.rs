@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::block_on;
+
 use medic::domain::*;
 use medic::executors::notify::{OpsgenieSink, PagerdutySink, Sink};
 use medic::stages::notify::{About, Message, MessageKind};
@@ -43,14 +45,6 @@ fn message(kind: MessageKind, outcome: Option<Outcome>, recovery: &str) -> Messa
         digest: Vec::new(),
         held: 0,
     }
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {

@@ -349,3 +349,24 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// Runs `f` to completion on a fresh single-threaded runtime.
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// The executors `c`'s configuration asks for, and a decide stage with the
+/// built-in policy to make plans for them.
+pub fn executors_and_decide(c: &TestCluster) -> (Arc<dyn Executor>, medic::stages::decide::Decide) {
+    let executor: Arc<dyn Executor> = Arc::new(app::executors(&c.config).expect("executors"));
+    let decide = medic::stages::decide::Decide::new(
+        c.topics.clone(),
+        c.config.decide.clone(),
+        app::Rules::builtin().policy,
+    );
+    (executor, decide)
+}
