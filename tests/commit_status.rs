@@ -201,3 +201,44 @@ fn a_recovery_of_a_github_failure_marks_the_commit_pending_then_done() {
         (DeliveryStatus::Delivered, Some(201))
     );
 }
+
+/// A status API answering with a redirect does not get the token sent on:
+/// the write fails with the redirect's status and the other host hears
+/// nothing.
+#[tokio::test]
+async fn a_redirect_is_not_followed_with_the_token() {
+    use std::io::{Read, Write};
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let thief = format!("http://{}/steal", elsewhere.local_addr().expect("addr"));
+    elsewhere.set_nonblocking(true).expect("nonblocking");
+    let api = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let api_url = format!("http://{}", api.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = api.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {thief}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    let target = Some(StatusTarget {
+        api_url: reqwest::Url::parse(&api_url).expect("url"),
+        token: "tok".into(),
+    });
+    let sink = CommitStatusSink::new(target, None, Duration::from_secs(5)).expect("sink");
+    let result = sink
+        .execute(&status(
+            CiPlatform::GithubActions,
+            "Codertocat/Hello-World",
+            CommitState::Pending,
+        ))
+        .await;
+    assert!(!result.success, "{result:?}");
+    assert_eq!(result.http_status, Some(307), "{result:?}");
+    assert!(
+        elsewhere.accept().is_err(),
+        "nothing reached the redirect's target"
+    );
+}

@@ -47,7 +47,9 @@ impl CommitStatusSink {
         gitlab: Option<StatusTarget>,
         timeout: Duration,
     ) -> Result<Self, String> {
+        // Never follow a redirect: it would carry the token elsewhere.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
             .build()
