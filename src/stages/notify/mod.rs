@@ -80,7 +80,15 @@ impl Channel {
                     .iter()
                     .any(|e| e.eq_ignore_ascii_case(&about.environment)))
             && (self.platforms.is_empty() || platform.is_some_and(|p| self.platforms.contains(&p)))
-            && self.min_severity.is_none_or(|m| about.severity <= m)
+            && (self.min_severity.is_none_or(|m| about.severity <= m)
+                // A success resolves the deployment's open page whatever
+                // its own severity: the page came from a worse failure.
+                || (self.pages() && about.outcome == Some(Outcome::Succeeded)))
+    }
+
+    /// Whether the channel pages people (and so resolves what it paged).
+    fn pages(&self) -> bool {
+        matches!(self.kind, ChannelKind::Pagerduty | ChannelKind::Opsgenie)
     }
 }
 

@@ -349,3 +349,34 @@ fn a_late_running_state_does_not_overwrite_the_final_commit_status() {
         "no pending after success"
     );
 }
+
+/// A paging channel's `min_severity` keeps minor failures from paging, but
+/// not the success that resolves an open page: the later recovery of the
+/// deployment may be about a milder failure than the one that paged.
+#[test]
+fn a_paging_channel_hears_every_success_of_its_deployments() {
+    let topics = Topics::default();
+    let pager = Channel {
+        kind: ChannelKind::Pagerduty,
+        min_severity: Some(Severity::Critical),
+        ..channel("pager")
+    };
+    let chat = Channel {
+        min_severity: Some(Severity::Critical),
+        ..channel("chat")
+    };
+    let mut n = Notify::new(topics.clone(), vec![pager, chat]);
+    let done = feed(&mut n, &topics.outcomes, &outcome(), 6);
+    let channels: Vec<String> = deliveries(&done).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(channels, ["pager"], "a medium-severity success");
+    let failed = RecoveryOutcome {
+        recovery_id: "web/staging#2".into(),
+        outcome: Outcome::Failed,
+        ..outcome()
+    };
+    let quiet = feed(&mut n, &topics.outcomes, &failed, 7);
+    assert!(
+        deliveries(&quiet).is_empty(),
+        "a medium-severity failure pages nobody"
+    );
+}
