@@ -132,7 +132,11 @@ impl Stats {
                 Outcome::Rejected => row.rejected += 1,
                 Outcome::Skipped => row.skipped += 1,
             }
-            if o.approver.is_some() {
+            // A hold that proceeded on its timeout records "nobody: …".
+            if o.approver
+                .as_deref()
+                .is_some_and(|a| !a.starts_with("nobody"))
+            {
                 s.manual_interventions += 1;
             }
             if simulated && !include_simulated {
@@ -345,7 +349,7 @@ mod tests {
             run_id: None,
             job_id: None,
         });
-        let failed = outcome(
+        let mut failed = outcome(
             "c/production#0",
             "application_recovery",
             Outcome::Failed,
@@ -358,6 +362,9 @@ mod tests {
             1_000,
         );
         rejected.approver = Some("bob".into());
+        // Went on after an unanswered hold: nobody intervened.
+        failed.approver =
+            Some("nobody: no decision within 3600 s, on_hold_timeout: proceed".into());
         let skipped = outcome(
             "e/production#0",
             "network_recovery",
