@@ -322,6 +322,12 @@ pub struct RecoveryPlan {
     pub candidates: Vec<Candidate>,
     #[serde(default)]
     pub terminal: Option<String>,
+    /// Users affected when the failure was reported, when it said.
+    #[serde(default)]
+    pub affected_users: Option<i64>,
+    /// Error rate when the failure was reported, when it said.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
 }
 
 /// A human decision on a gated recovery (schema `Approval`).
@@ -383,6 +389,12 @@ pub struct RecoveryState {
     pub waiting_until: Option<Millis>,
     #[serde(default)]
     pub phases: Vec<PhaseSpan>,
+    /// Users affected when the failure was reported, when it said.
+    #[serde(default)]
+    pub affected_users: Option<i64>,
+    /// Error rate when the failure was reported, when it said.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
 }
 
 /// One phase of a recovery (schema `PhaseSpan`, inside `RecoveryState`).
@@ -445,6 +457,12 @@ pub struct RecoveryMetrics {
     pub fallbacks_used: Vec<String>,
     /// People who had to act: approvals and rejections, escalations.
     pub manual_interventions: i32,
+    /// Users affected when the failure was reported, when it said.
+    #[serde(default)]
+    pub affected_users_at_start: Option<i64>,
+    /// Error rate when the failure was reported, when it said.
+    #[serde(default)]
+    pub error_rate_at_start: Option<f64>,
 }
 
 /// One recovery action or decision (schema `AuditRecord`, public contract).

@@ -167,6 +167,8 @@ impl Decide {
             policy_version: self.policy.version().to_string(),
             candidates: Vec::new(),
             terminal: Some("resolved".into()),
+            affected_users: failure.affected_users,
+            error_rate: failure.error_rate,
         };
         if !acts {
             plan.steps = notify_only_steps(failure, "below the severity medic acts on", "resolved");

@@ -29,6 +29,18 @@ fn the_recovery_id_is_the_failure_id_with_a_hash() {
 }
 
 #[test]
+fn the_plan_carries_the_failures_impact_for_the_outcomes_metrics() {
+    let mut f = failure(FailureType::Network, Severity::High, "staging", false);
+    f.affected_users = Some(340);
+    f.error_rate = Some(4.2);
+    let plan = decide().plan(&f, 10);
+    assert_eq!(
+        (plan.affected_users, plan.error_rate),
+        (Some(340), Some(4.2))
+    );
+}
+
+#[test]
 fn each_built_in_serves_the_failures_it_exists_for() {
     for (t, want) in [
         (FailureType::Infrastructure, "infrastructure_recovery"),

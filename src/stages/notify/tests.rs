@@ -52,6 +52,8 @@ fn waiting(gate: &str) -> RecoveryState {
             started_at: 1,
             finished_at: None,
         }],
+        affected_users: None,
+        error_rate: None,
     }
 }
 

@@ -94,5 +94,7 @@ pub(super) fn metrics_of(
         components_recovered,
         fallbacks_used,
         manual_interventions: (approvals + escalations) as i32,
+        affected_users_at_start: state.affected_users,
+        error_rate_at_start: state.error_rate,
     }
 }

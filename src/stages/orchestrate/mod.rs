@@ -155,6 +155,8 @@ impl Orchestrate {
             cursor: Some(cursor),
             waiting_until: None,
             phases: Vec::new(),
+            affected_users: plan.affected_users,
+            error_rate: plan.error_rate,
         };
         let key = plan.deployment_key.clone();
         let actions = vec![self.audit(

@@ -42,6 +42,8 @@ fn plan(key: &str, approval: bool) -> RecoveryPlan {
         policy_version: String::new(),
         candidates: vec![],
         terminal: None,
+        affected_users: Some(1200),
+        error_rate: Some(12.5),
     }
 }
 
@@ -117,6 +119,13 @@ fn an_ungated_plan_runs_every_step_and_reports_once() {
     assert_eq!(outs[0].outcome, Outcome::Succeeded);
     assert!(outs[0].dry_run);
     assert_eq!(outs[0].steps_succeeded, 4);
+    let metrics = outs[0].metrics.as_ref().expect("metrics");
+    assert_eq!(
+        (metrics.affected_users_at_start, metrics.error_rate_at_start),
+        (Some(1200), Some(12.5)),
+        "carried from the failure through the plan"
+    );
+    assert_eq!(metrics.components_recovered, ["web"]);
     let audits = out.iter().filter(|r| r.topic == "medic.audit").count();
     assert_eq!(
         audits,
