@@ -120,6 +120,12 @@ pub fn notification_channels(notify: &NotifyConfig) -> Vec<Channel> {
 /// The executors the configuration asks for: recovery steps by route, the
 /// notification channels' sinks, and commit statuses.
 pub fn executors(config: &Config) -> Result<Executors, String> {
+    executors_and_router(config).map(|(executors, _)| executors)
+}
+
+/// [`executors`], and the step router among them for [`check_routing`]:
+/// every client is built once.
+pub fn executors_and_router(config: &Config) -> Result<(Executors, Arc<StepRouter>), String> {
     let channels = Arc::new(Channels::from_config(&config.notify)?);
     let notifications: Arc<dyn Executor> = channels.clone();
     let target = |api: &crate::config::StatusApi| -> Result<Option<StatusTarget>, String> {
@@ -137,11 +143,13 @@ pub fn executors(config: &Config) -> Result<Executors, String> {
         target(&config.notify.gitlab_status)?,
         Duration::from_millis(config.notify.webhook_timeout_ms),
     )?;
-    Ok(Executors {
-        steps: Arc::new(step_router(&config.orchestrate.executors, channels)?),
+    let router = Arc::new(step_router(&config.orchestrate.executors, channels)?);
+    let executors = Executors {
+        steps: router.clone(),
         notifications,
         statuses: Arc::new(statuses),
-    })
+    };
+    Ok((executors, router))
 }
 
 /// The recovery-step executors of `config`: each configured kind built and
@@ -246,16 +254,16 @@ pub fn step_router(
 /// Checks that every step the loaded policy can reach really runs as
 /// configured (see [`routing`]): routed to an executor that accepts its
 /// parameters, or simulated on purpose. Fails listing each problem.
-pub fn check_routing(config: &Config, rules: &Rules) -> Result<(), String> {
+/// `router` is the one [`executors_and_router`] built from `config`.
+pub fn check_routing(config: &Config, rules: &Rules, router: &StepRouter) -> Result<(), String> {
     let executors = &config.orchestrate.executors;
-    let router = step_router(executors, Arc::new(Channels::from_config(&config.notify)?))?;
     let reach = routing::reachable(&rules.policy, config.orchestrate.cleanup_temporary_measures);
     let problems = routing::problems(
         &reach,
         &config.orchestrate.dry_run,
         &executors.routes,
         &executors.default,
-        &router,
+        router,
     );
     if problems.is_empty() {
         return Ok(());

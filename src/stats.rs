@@ -23,7 +23,7 @@
 //!   step says nothing about whether the real one works, unless
 //!   [`Stats::from_outcomes_including_simulated`] asks for them.
 
-use crate::domain::{recovery_first_seen, Outcome, RecoveryOutcome};
+use crate::domain::{approved_by_person, recovery_first_seen, Outcome, RecoveryOutcome};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -132,11 +132,7 @@ impl Stats {
                 Outcome::Rejected => row.rejected += 1,
                 Outcome::Skipped => row.skipped += 1,
             }
-            // A hold that proceeded on its timeout records "nobody: …".
-            if o.approver
-                .as_deref()
-                .is_some_and(|a| !a.starts_with("nobody"))
-            {
+            if approved_by_person(o.approver.as_deref()) {
                 s.manual_interventions += 1;
             }
             if simulated && !include_simulated {

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 /// with the first problem.
 pub(super) fn command(config: &Config) -> anyhow::Result<ExitCode> {
     let rules = app::rules(config)?;
-    app::executors(config).map_err(|e| anyhow!(e))?;
-    app::check_routing(config, &rules).map_err(|e| anyhow!(e))?;
+    let (_, router) = app::executors_and_router(config).map_err(|e| anyhow!(e))?;
+    app::check_routing(config, &rules, &router).map_err(|e| anyhow!(e))?;
     let channels: Vec<String> = config
         .notify
         .all_channels()

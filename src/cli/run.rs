@@ -71,10 +71,11 @@ async fn run_stages(
         }
     };
     let settings = ClientSettings::from_config(brokers, &config.kafka);
-    let executor = Arc::new(app::executors(&config).map_err(|e| anyhow!(e))?);
+    let (executors, router) = app::executors_and_router(&config).map_err(|e| anyhow!(e))?;
     if stages.contains(&StageName::Orchestrate) {
-        app::check_routing(&config, &rules).map_err(|e| anyhow!(e))?;
+        app::check_routing(&config, &rules, &router).map_err(|e| anyhow!(e))?;
     }
+    let executor = Arc::new(executors);
     let shutdown = Shutdown::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     medic::telemetry::install();

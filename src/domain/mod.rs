@@ -15,10 +15,11 @@ pub use enums::{
 };
 pub use key::{normalize_environment, recovery_first_seen, DeploymentKey};
 pub use records::{
-    shared_params, Approval, AuditRecord, Candidate, CategorizedFailure, CiEvent, CiRef,
-    CorrelationWindow, DeadLetter, DecisionStep, Evidence, NotificationRecord, PatternHit,
-    PhaseSpan, PlanStep, RawLogEnvelope, RecoveryMetrics, RecoveryOutcome, RecoveryPlan,
-    RecoveryState, RunnerUp, Signal, StepState, StrategyCount, StrategyStats,
+    approved_by_person, shared_params, Approval, AuditRecord, Candidate, CategorizedFailure,
+    CiEvent, CiRef, CorrelationWindow, DeadLetter, DecisionStep, Evidence, NotificationRecord,
+    PatternHit, PhaseSpan, PlanStep, RawLogEnvelope, RecoveryMetrics, RecoveryOutcome,
+    RecoveryPlan, RecoveryState, RunnerUp, Signal, StepState, StrategyCount, StrategyStats,
+    NO_APPROVER,
 };
 
 /// Milliseconds since the Unix epoch. Every time in medic is one of these, and

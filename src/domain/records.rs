@@ -438,6 +438,15 @@ pub struct RecoveryOutcome {
     pub metrics: Option<RecoveryMetrics>,
 }
 
+/// How a recovery's `approver` begins when nobody decided and a hold went
+/// on when its time was up (`orchestrate.on_hold_timeout: proceed`).
+pub const NO_APPROVER: &str = "nobody";
+
+/// Whether `approver` names a person, not a hold that went on by itself.
+pub fn approved_by_person(approver: Option<&str>) -> bool {
+    approver.is_some_and(|a| !a.starts_with(NO_APPROVER))
+}
+
 /// What a recovery measured about itself (the original design's
 /// `RecoveryMetrics`, as far as medic can measure or carry it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

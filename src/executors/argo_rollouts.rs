@@ -28,8 +28,8 @@
 //! ([`crate::executors::kubernetes`]).
 
 use super::kubernetes::{
-    budget, rollout_progress, to_revision, undo, wait_for, Api, ConnectionError, History,
-    KubeConnection, KubernetesConfig, NameTemplates, RolloutWait, MERGE_PATCH,
+    rollout_progress, to_revision, undo, wait_for, Api, ConnectionError, History, KubeConnection,
+    KubernetesConfig, NameTemplates, RolloutWait, MERGE_PATCH,
 };
 use super::step::{StepDone, StepError, StepExecutor, StepRequest, StepResult};
 use super::BoxFuture;
@@ -134,7 +134,7 @@ impl ArgoRolloutsExecutor {
             "rollout",
             rollout_progress,
             poll,
-            budget(request.timeout),
+            request.budget(),
         )
         .await
         {

@@ -43,7 +43,7 @@ pub use history::ROLLED_BACK_BY;
 pub(crate) use history::{to_revision, undo, History, DEPLOYMENTS};
 use names::shown;
 pub use names::{is_dns1123_label, is_dns1123_subdomain, NameTemplates, Target};
-pub(crate) use rollout::{budget, wait_for};
+pub(crate) use rollout::wait_for;
 pub use rollout::{deployment_progress, rollout_progress, Progress, RolloutWait};
 
 use super::step::{StepDone, StepError, StepExecutor, StepRequest, StepResult};
@@ -195,7 +195,7 @@ impl KubernetesExecutor {
             "deployment",
             rollout::deployment_progress,
             poll,
-            budget(request.timeout),
+            request.budget(),
         )
         .await
         {

@@ -41,6 +41,16 @@ pub struct StepRequest {
     pub timeout: Duration,
 }
 
+impl StepRequest {
+    /// How long an executor that waits (for a rollout, for a probe to
+    /// settle) may take: nine tenths of the timeout, so the step answers
+    /// before the router's timeout would cut it off (and retry what
+    /// already happened).
+    pub fn budget(&self) -> Duration {
+        self.timeout.mul_f64(0.9)
+    }
+}
+
 /// Why an attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepError {

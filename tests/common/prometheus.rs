@@ -65,11 +65,7 @@ impl Prometheus {
     /// Starts `binary` scraping `target` (`host:port`) every second as job
     /// `fixture`; returns once it answers `/-/ready`.
     pub fn start(binary: PathBuf, target: &str) -> Result<Prometheus, String> {
-        let dir = std::env::temp_dir().join(format!(
-            "medic-prometheus-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos() ^ rand_suffix()
-        ));
+        let dir = std::env::temp_dir().join(super::unique_prefix("prometheus"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = dir.join("prometheus.yml");
         std::fs::write(
@@ -141,13 +137,6 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }
 
 fn encode(text: &str) -> String {

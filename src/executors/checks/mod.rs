@@ -67,16 +67,22 @@ pub enum NoData {
     Healthy,
 }
 
+/// A configured health check; a query's threshold is its own.
 enum Check {
     Probe(Probe),
-    Query(QueryCheck),
+    Query(QueryCheck, Threshold),
+}
+
+/// What one step checks, and against which threshold.
+enum Resolved<'a> {
+    Probe(&'a Probe),
+    Query(&'a QueryCheck, Threshold),
 }
 
 /// Carries out `run_health_check` against HTTP endpoints and Prometheus.
 pub struct ChecksExecutor {
     health_checks: BTreeMap<String, Check>,
     metrics: BTreeMap<String, QueryCheck>,
-    prometheus: Option<Arc<Prometheus>>,
 }
 
 impl ChecksExecutor {
@@ -111,12 +117,10 @@ impl ChecksExecutor {
                 (None, Some(q)) => {
                     let client = needs_prometheus(&field)?;
                     let check = QueryCheck::new(name, q, client, &format!("{field}.prometheus"))?;
-                    if check.threshold.is_none() {
-                        return Err(format!(
-                            "{field}.prometheus: a health check needs `below` or `above`"
-                        ));
-                    }
-                    Check::Query(check)
+                    let threshold = check.threshold.ok_or_else(|| {
+                        format!("{field}.prometheus: a health check needs `below` or `above`")
+                    })?;
+                    Check::Query(check, threshold)
                 }
             };
             health_checks.insert(name.clone(), check);
@@ -130,7 +134,6 @@ impl ChecksExecutor {
         Ok(ChecksExecutor {
             health_checks,
             metrics,
-            prometheus,
         })
     }
 
@@ -157,26 +160,40 @@ impl ChecksExecutor {
         configured.ok_or_else(|| "the step gives no `below` or `above`, nor does the metric".into())
     }
 
-    fn known(names: impl Iterator<Item = impl AsRef<str>>) -> String {
-        let names: Vec<String> = names.map(|n| n.as_ref().to_string()).collect();
+    fn known<V>(names: &BTreeMap<String, V>) -> String {
         if names.is_empty() {
             "none".into()
         } else {
-            names.join(", ")
+            names.keys().cloned().collect::<Vec<_>>().join(", ")
         }
     }
 
-    /// The health check the step names.
-    fn health_check(&self, params: &BTreeMap<String, String>) -> Result<&Check, String> {
+    /// What the step's parameters (`metric` with `below`/`above`, or
+    /// `check`) ask for, as configured.
+    fn resolve(&self, params: &BTreeMap<String, String>) -> Result<Resolved<'_>, String> {
+        if let Some(name) = params.get("metric") {
+            let metric = self.metrics.get(name).ok_or_else(|| {
+                format!(
+                    "metric {name:?} is not configured under orchestrate.executors.checks.metrics (configured: {})",
+                    Self::known(&self.metrics)
+                )
+            })?;
+            return Ok(Resolved::Query(
+                metric,
+                Self::threshold(params, metric.threshold)?,
+            ));
+        }
         let name = params
             .get("check")
             .ok_or("the step names no health check (`check`) and no metric (`metric`)")?;
-        self.health_checks.get(name).ok_or_else(|| {
-            format!(
+        match self.health_checks.get(name) {
+            Some(Check::Probe(p)) => Ok(Resolved::Probe(p)),
+            Some(Check::Query(q, t)) => Ok(Resolved::Query(q, *t)),
+            None => Err(format!(
                 "health check {name:?} is not configured under orchestrate.executors.checks.health_checks (configured: {})",
-                Self::known(self.health_checks.keys())
-            )
-        })
+                Self::known(&self.health_checks)
+            )),
+        }
     }
 }
 
@@ -190,41 +207,17 @@ impl StepExecutor for ChecksExecutor {
     }
 
     fn check(&self, _action: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
-        if let Some(name) = params.get("metric") {
-            let metric = self.metrics.get(name).ok_or_else(|| {
-                format!(
-                    "metric {name:?} is not configured under orchestrate.executors.checks.metrics (configured: {})",
-                    Self::known(self.metrics.keys())
-                )
-            })?;
-            return Self::threshold(params, metric.threshold).map(|_| ());
-        }
-        self.health_check(params).map(|_| ())
+        self.resolve(params).map(|_| ())
     }
 
     fn run<'a>(&'a self, request: &'a StepRequest) -> BoxFuture<'a, StepResult> {
         Box::pin(async move {
-            // Answer before the router's timeout would cut the step off.
-            let budget = request.timeout.mul_f64(0.9);
-            if let Some(name) = request.params.get("metric") {
-                let metric = self.metrics.get(name).ok_or_else(|| {
-                    StepError::permanent(format!("metric {name:?} is not configured"))
-                })?;
-                let threshold = Self::threshold(&request.params, metric.threshold)
-                    .map_err(StepError::permanent)?;
-                return metric.run(request, threshold).await;
-            }
             match self
-                .health_check(&request.params)
+                .resolve(&request.params)
                 .map_err(StepError::permanent)?
             {
-                Check::Probe(p) => p.run(request, budget).await,
-                Check::Query(q) => {
-                    let threshold = q
-                        .threshold
-                        .ok_or_else(|| StepError::permanent("the health check has no threshold"))?;
-                    q.run(request, threshold).await
-                }
+                Resolved::Probe(p) => p.run(request).await,
+                Resolved::Query(q, threshold) => q.run(request, threshold).await,
             }
         })
     }
@@ -238,7 +231,6 @@ impl std::fmt::Debug for ChecksExecutor {
                 &self.health_checks.keys().collect::<Vec<_>>(),
             )
             .field("metrics", &self.metrics.keys().collect::<Vec<_>>())
-            .field("prometheus", &self.prometheus.is_some())
             .finish()
     }
 }

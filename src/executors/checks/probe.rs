@@ -159,8 +159,9 @@ impl Probe {
         })
     }
 
-    /// Probes until the thresholds decide, within `budget`.
-    pub async fn run(&self, request: &StepRequest, budget: Duration) -> StepResult {
+    /// Probes until the thresholds decide, within the step's budget.
+    pub async fn run(&self, request: &StepRequest) -> StepResult {
+        let budget = request.budget();
         let started = Instant::now();
         let interval = Duration::from_millis(self.config.interval_ms);
         let (mut good, mut bad, mut asked) = (0u32, 0u32, 0u32);

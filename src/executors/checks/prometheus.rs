@@ -170,14 +170,7 @@ impl Prometheus {
             builder = builder.bearer_auth(t);
         }
         let what = format!("Prometheus {endpoint}");
-        let (status, body) = outbound::fetch(builder, &what).await?;
-        if !(200..300).contains(&status) {
-            let message = outbound::api_message(&body);
-            return Err(StepError::from_status(
-                status,
-                format!("{what}: HTTP {status}: {message}"),
-            ));
-        }
+        let (_, body) = outbound::send(builder, &what).await?;
         parse(&body).map_err(|e| StepError::permanent(format!("{what}: {e}")))
     }
 }
@@ -415,10 +408,7 @@ impl QueryCheck {
     /// Asks Prometheus and judges the answer against `threshold`.
     pub async fn run(&self, request: &StepRequest, threshold: Threshold) -> StepResult {
         let query = self.query.render(request, &query_value)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let now = crate::timefmt::wall_clock() as f64 / 1000.0;
         let (range, window) = if self.for_secs > 0 {
             let (start, step) = (now - self.for_secs as f64, self.step_secs as f64);
             (Some((start, now, step)), Some((start, step)))

@@ -121,13 +121,6 @@ pub fn rollout_progress(r: &Value) -> Progress {
     }
 }
 
-/// How long a step with `timeout` waits for its rollout: nine tenths of
-/// it, so the step answers before the router's timeout would cut it off
-/// (and retry a rollback that already happened).
-pub fn budget(timeout: Duration) -> Duration {
-    timeout.mul_f64(0.9)
-}
-
 /// Reads the workload at `path` until `progress` says it is complete or
 /// failed, or `budget` runs out. `Ok` carries the completion message; a
 /// failure or running out of time is a permanent error (another attempt

@@ -5,6 +5,7 @@
 mod email;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod paging;
 mod slack;
 mod steps;
 mod webhook;
@@ -91,21 +92,21 @@ impl Channels {
                     .as_deref()
                     .ok_or_else(|| field("url is required".into()))
             };
+            let key = || {
+                c.key
+                    .as_deref()
+                    .ok_or_else(|| field("key is required".into()))
+            };
             let sink: Arc<dyn Sink> = match c.kind {
                 ChannelKind::Slack => Arc::new(SlackSink::new(url()?).map_err(field)?),
                 ChannelKind::Webhook => {
                     Arc::new(WebhookSink::new(url()?, c.secret.as_deref()).map_err(field)?)
                 }
-                ChannelKind::Pagerduty | ChannelKind::Opsgenie => {
-                    let key = c
-                        .key
-                        .as_deref()
-                        .ok_or_else(|| field("key is required".into()))?;
-                    if c.kind == ChannelKind::Pagerduty {
-                        Arc::new(PagerdutySink::new(c.url.as_deref(), key).map_err(field)?)
-                    } else {
-                        Arc::new(OpsgenieSink::new(c.url.as_deref(), key).map_err(field)?)
-                    }
+                ChannelKind::Pagerduty => {
+                    Arc::new(PagerdutySink::new(c.url.as_deref(), key()?).map_err(field)?)
+                }
+                ChannelKind::Opsgenie => {
+                    Arc::new(OpsgenieSink::new(c.url.as_deref(), key()?).map_err(field)?)
                 }
                 ChannelKind::Email => {
                     let smtp = c

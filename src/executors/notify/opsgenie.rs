@@ -1,14 +1,12 @@
 //! Opsgenie sink: the Alert API (`POST /v2/alerts`, and
-//! `/v2/alerts/{alias}/acknowledge|close?identifierType=alias`), with the
-//! same mapping as the PagerDuty sink: approval needed and failed outcomes
-//! create an alert, a rejection acknowledges it, success closes it, skipped
-//! recoveries say nothing. The alias is the deployment's
-//! (`medic/checkout/production`), so Opsgenie de-duplicates repeated
-//! failures of one deployment and the recovery that succeeds closes them.
+//! `/v2/alerts/{alias}/acknowledge|close?identifierType=alias`). What opens,
+//! acknowledges or closes the deployment's alert, and its alias, are
+//! [`super::paging`]'s, as for PagerDuty; priority follows the failure's
+//! severity.
 
-use super::pagerduty::cut;
+use super::paging::{alert_key, cut, page, Page};
 use super::Sink;
-use crate::domain::{Outcome, Severity};
+use crate::domain::Severity;
 use crate::executors::outbound;
 use crate::executors::step::{StepDone, StepResult};
 use crate::executors::BoxFuture;
@@ -36,36 +34,34 @@ pub fn priority(s: Severity) -> &'static str {
     }
 }
 
-/// What to ask Opsgenie for `message`: the path below `/v2/alerts` (none:
-/// create) and the body; `None` when nobody needs to hear it.
+/// What to ask Opsgenie for `message`: the alias and verb of an update
+/// below `/v2/alerts` (none: create) and the body; `None` when nobody needs
+/// to hear it.
 pub fn request(message: &Message) -> Option<(Option<(String, &'static str)>, Value)> {
+    let alias = alert_key(message);
+    let verb = match page(message)? {
+        Page::Open => None,
+        Page::Acknowledge => Some("acknowledge"),
+        Page::Resolve => Some("close"),
+    };
+    if let Some(verb) = verb {
+        return Some((
+            Some((alias, verb)),
+            json!({"source": "medic", "user": "medic", "note": cut(&message.text, 25_000)}),
+        ));
+    }
     let Some(about) = &message.about else {
         return Some((
             None,
             json!({
                 "message": cut(&message.text, 130),
-                "alias": "medic/digest",
+                "alias": alias,
                 "description": cut(&message.digest.join("\n"), 15_000),
                 "source": "medic",
                 "priority": "P3",
             }),
         ));
     };
-    let alias = format!("medic/{}", about.deployment_key);
-    let update = match (message.kind, about.outcome) {
-        (MessageKind::Outcome, Some(Outcome::Succeeded)) => Some("close"),
-        (MessageKind::Outcome, Some(Outcome::Rejected)) => Some("acknowledge"),
-        (MessageKind::Outcome, Some(Outcome::Skipped)) => return None,
-        // A progress note is not worth a page.
-        (MessageKind::Update, _) => return None,
-        _ => None,
-    };
-    if let Some(verb) = update {
-        return Some((
-            Some((alias, verb)),
-            json!({"source": "medic", "user": "medic", "note": cut(&message.text, 25_000)}),
-        ));
-    }
     let priority = match message.kind {
         MessageKind::ApprovalNeeded => "P3",
         _ => priority(about.severity),

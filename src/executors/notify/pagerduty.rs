@@ -2,24 +2,12 @@
 //! recovery that needs a person pages one, and a later recovery of the same
 //! deployment that succeeds resolves the page.
 //!
-//! | message | event |
-//! |---|---|
-//! | approval needed | `trigger`, severity `warning`: someone must decide |
-//! | outcome failed (escalated, a step failed, aborted) | `trigger`, severity from the failure's |
-//! | outcome rejected | `acknowledge`: a person has it |
-//! | outcome succeeded | `resolve` |
-//! | outcome skipped (attached, cooldown) | nothing: no person is needed |
-//! | an `escalate` step | `trigger`, severity from the failure's |
-//! | a `notify` step | nothing: a progress note is not a page |
-//! | digest | `trigger`, severity `warning`, one alert per channel |
-//!
-//! The `dedup_key` is the deployment's (`medic/checkout/production`): every
-//! page about one deployment is one alert, a second failure while it is open
-//! adds to it instead of paging again, and the recovery that finally
-//! succeeds resolves it — with no memory in medic that a restart could lose.
+//! Which message opens, acknowledges or resolves the deployment's alert, and
+//! its `dedup_key`, are [`super::paging`]'s; severity follows the failure's.
 
+use super::paging::{alert_key, cut, page, Page};
 use super::Sink;
-use crate::domain::{Outcome, Severity};
+use crate::domain::Severity;
 use crate::executors::outbound;
 use crate::executors::step::{StepDone, StepResult};
 use crate::executors::BoxFuture;
@@ -59,21 +47,19 @@ pub fn severity(s: Severity) -> &'static str {
     }
 }
 
-/// At most `max` characters of `text`.
-pub(super) fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at.saturating_sub(3)]),
-        None => text.to_string(),
-    }
-}
-
 /// The event for `message`, or `None` when nobody needs to hear it.
 pub fn event(routing_key: &str, message: &Message) -> Option<Value> {
+    let dedup_key = alert_key(message);
+    let action = match page(message)? {
+        Page::Open => "trigger",
+        Page::Acknowledge => "acknowledge",
+        Page::Resolve => "resolve",
+    };
     let Some(about) = &message.about else {
         return Some(json!({
             "routing_key": routing_key,
-            "event_action": "trigger",
-            "dedup_key": "medic/digest",
+            "event_action": action,
+            "dedup_key": dedup_key,
             "payload": {
                 "summary": cut(&message.text, 1024),
                 "source": "medic",
@@ -81,16 +67,6 @@ pub fn event(routing_key: &str, message: &Message) -> Option<Value> {
                 "custom_details": {"held back": message.digest},
             },
         }));
-    };
-    let dedup_key = format!("medic/{}", about.deployment_key);
-    let action = match (message.kind, about.outcome) {
-        (MessageKind::ApprovalNeeded, _) => "trigger",
-        (MessageKind::Outcome, Some(Outcome::Succeeded)) => "resolve",
-        (MessageKind::Outcome, Some(Outcome::Rejected)) => "acknowledge",
-        (MessageKind::Outcome, Some(Outcome::Skipped)) => return None,
-        // A progress note is not worth a page.
-        (MessageKind::Update, _) => return None,
-        _ => "trigger",
     };
     if action != "trigger" {
         return Some(json!({

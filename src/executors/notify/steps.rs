@@ -69,8 +69,8 @@ impl ChannelSteps {
                 (
                     MessageKind::Escalation,
                     format!(
-                        "{} hands the recovery of {} to {team}{page}: its {} tree could not finish on its own",
-                        "medic", request.deployment_key, context.strategy
+                        "medic hands the recovery of {} to {team}{page}: its {} tree could not finish on its own",
+                        request.deployment_key, context.strategy
                     ),
                 )
             }

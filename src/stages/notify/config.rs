@@ -108,6 +108,11 @@ impl ChannelKind {
             ChannelKind::Opsgenie => "opsgenie",
         }
     }
+
+    /// Whether the kind pages people (and so resolves what it paged).
+    pub fn pages(self) -> bool {
+        matches!(self, ChannelKind::Pagerduty | ChannelKind::Opsgenie)
+    }
 }
 
 /// A channel's rate limit.
@@ -301,7 +306,7 @@ impl ChannelConfig {
                 format!("does not apply to a {} channel", self.kind.as_str()),
             ))
         };
-        let paging = matches!(self.kind, ChannelKind::Pagerduty | ChannelKind::Opsgenie);
+        let paging = self.kind.pages();
         match (&self.key, paging) {
             (None, true) => return Err(("key", "is required".into())),
             (Some(_), false) => return unused("key"),

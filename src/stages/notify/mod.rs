@@ -83,12 +83,7 @@ impl Channel {
             && (self.min_severity.is_none_or(|m| about.severity <= m)
                 // A success resolves the deployment's open page whatever
                 // its own severity: the page came from a worse failure.
-                || (self.pages() && about.outcome == Some(Outcome::Succeeded)))
-    }
-
-    /// Whether the channel pages people (and so resolves what it paged).
-    fn pages(&self) -> bool {
-        matches!(self.kind, ChannelKind::Pagerduty | ChannelKind::Opsgenie)
+                || (self.kind.pages() && about.outcome == Some(Outcome::Succeeded)))
     }
 }
 

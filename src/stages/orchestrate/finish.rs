@@ -6,6 +6,16 @@ use super::*;
 /// How the detail of a gate or hold nobody answered begins.
 const NO_DECISION: &str = "no decision within";
 
+/// Where a gate or hold nobody answered goes.
+enum Then {
+    /// To this node (the gate's `on_timeout`, or the escalate branch).
+    Go(String),
+    /// On as if approved.
+    Proceed,
+    /// To the end, failed: `escalated` or `aborted`.
+    End(&'static str),
+}
+
 impl Orchestrate {
     /// Ends the recovery of `key` with `outcome`.
     pub(super) fn finish(
@@ -71,9 +81,7 @@ impl Orchestrate {
                     }
                 })
             })
-            .collect();
-        let because: Vec<String> = because
-            .into_iter()
+            // Said already when the hold or refusal ended the recovery itself.
             .filter(|b| !detail.contains(b.as_str()))
             .collect();
         let left = left_in_place(state);
@@ -172,31 +180,38 @@ impl Orchestrate {
             (true, Some(node)) => format!("gate {node}"),
             (_, node) => format!("hold before {} ({})", step.action, node.unwrap_or("?")),
         };
-        let (to, then) = match (&on_timeout, policy) {
-            (Some(t), _) => (Some(t.clone()), format!("going to {t}")),
-            (None, HoldPolicy::Escalate) => match &escalation {
-                Some(e) => (Some(e.clone()), format!("escalating ({e})")),
-                None => (None, "the recovery ends escalated".into()),
+        let (then, said) = match (on_timeout, policy) {
+            (Some(t), _) => {
+                let said = format!("going to {t}");
+                (Then::Go(t), said)
+            }
+            (None, HoldPolicy::Escalate) => match escalation {
+                Some(e) => {
+                    let said = format!("escalating ({e})");
+                    (Then::Go(e), said)
+                }
+                None => (Then::End("escalated"), "the recovery ends escalated".into()),
             },
             (None, HoldPolicy::Proceed) => (
-                param(step, "next").map(str::to_string).filter(|_| gate),
+                Then::Proceed,
                 "going on as if approved (on_hold_timeout: proceed)".into(),
             ),
-            (None, HoldPolicy::Abort) => {
-                (None, "the recovery ends (on_hold_timeout: abort)".into())
-            }
+            (None, HoldPolicy::Abort) => (
+                Then::End("aborted"),
+                "the recovery ends (on_hold_timeout: abort)".into(),
+            ),
         };
-        let detail = format!("{what}: no decision within {secs} s, {then}");
-        let proceed = on_timeout.is_none() && policy == HoldPolicy::Proceed;
+        let detail = format!("{what}: no decision within {secs} s, {said}");
+        let proceed = matches!(then, Then::Proceed);
+        // A gate that proceeds is passed; a hold that proceeds runs its step.
+        step.status = match (gate, proceed) {
+            (true, true) => StepStatus::Succeeded,
+            (true, false) => StepStatus::Failed,
+            (false, true) => step.status,
+            (false, false) => StepStatus::Skipped,
+        };
         if gate {
-            step.status = if proceed {
-                StepStatus::Succeeded
-            } else {
-                StepStatus::Failed
-            };
             step.finished_at = Some(now);
-        } else if !proceed {
-            step.status = StepStatus::Skipped;
         }
         step.detail = Some(format!("{NO_DECISION} {secs} s"));
         let step = step.clone();
@@ -205,7 +220,7 @@ impl Orchestrate {
         state.updated_at = now;
         if proceed {
             state.approver = Some(format!(
-                "nobody: no decision within {secs} s, on_hold_timeout: proceed"
+                "{NO_APPROVER}: no decision within {secs} s, on_hold_timeout: proceed"
             ));
         }
         let recovery_id = state.recovery_id.clone();
@@ -217,25 +232,18 @@ impl Orchestrate {
             detail.clone(),
             now,
         )?];
-        match (to, proceed, policy) {
-            (Some(t), _, _) => {
+        match then {
+            Then::Go(node) => {
                 if let Some(state) = self.recoveries.get_mut(key) {
-                    state.cursor = Some(t);
+                    state.cursor = Some(node);
                 }
                 actions.extend(self.advance(key, now)?);
             }
-            // A hold that proceeds runs the held step now.
-            (None, true, _) => actions.extend(self.advance(key, now)?),
-            (None, false, HoldPolicy::Abort) => actions.extend(self.finish(
+            Then::Proceed => actions.extend(self.advance(key, now)?),
+            Then::End(how) => actions.extend(self.finish(
                 key,
                 Outcome::Failed,
-                format!("aborted: {detail}"),
-                now,
-            )?),
-            (None, false, _) => actions.extend(self.finish(
-                key,
-                Outcome::Failed,
-                format!("escalated: {detail}"),
+                format!("{how}: {detail}"),
                 now,
             )?),
         }

@@ -123,6 +123,9 @@ pub(super) fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
     (steps, "step0".into())
 }
 
+/// Edges a failed step (or unhealthy check, or missed deadline) follows.
+pub(super) const FALLBACK_EDGES: &[&str] = &["on_failure", "if_unhealthy", "on_deadline"];
+
 /// How the detail of a step a constraint refused begins.
 pub(super) const REFUSED: &str = "refused: ";
 
@@ -259,7 +262,7 @@ impl Orchestrate {
                         .detail
                         .as_deref()
                         .is_some_and(|d| d.starts_with(REFUSED));
-                    let fallback = ["on_failure", "if_unhealthy", "on_deadline"]
+                    let fallback = FALLBACK_EDGES
                         .iter()
                         .find_map(|e| param(step, e))
                         .map(str::to_string)

@@ -4,16 +4,6 @@
 
 use super::*;
 
-/// Whether `step` is expected to interrupt service while it runs (the same
-/// judgement as the downtime constraint).
-fn interrupts(step: &StepState, readonly_acceptable: bool) -> bool {
-    match step.action.as_str() {
-        "failover" | "isolate_component" => true,
-        "enable_readonly_mode" => !readonly_acceptable,
-        _ => false,
-    }
-}
-
 /// The metrics of the recovery in `state`, ending `outcome` at `now`;
 /// `ran` says which steps ran (not control steps, not refused ones).
 pub(super) fn metrics_of(
@@ -24,7 +14,9 @@ pub(super) fn metrics_of(
     ran: &dyn Fn(&StepState) -> bool,
 ) -> RecoveryMetrics {
     let taken: Vec<&StepState> = state.steps.iter().filter(|s| ran(s)).collect();
-    let interrupting = taken.iter().filter(|s| interrupts(s, readonly_acceptable));
+    let interrupting = taken
+        .iter()
+        .filter(|s| interrupts(&s.action, readonly_acceptable));
     let estimated_downtime_ms = interrupting.clone().map(|s| s.timeout_ms.max(0)).sum();
     let observed_downtime_ms = interrupting
         .filter(|s| !s.simulated)
@@ -57,8 +49,10 @@ pub(super) fn metrics_of(
     let fallbacks_used = failed
         .iter()
         .filter_map(|s| {
-            let to = ["on_failure", "if_unhealthy", "on_deadline", "on_timeout"]
+            // A gate nobody answered in time follows its on_timeout.
+            let to = FALLBACK_EDGES
                 .iter()
+                .chain(&["on_timeout"])
                 .find_map(|e| param(s, e))?;
             reached(to).then(|| format!("{} -> {to}", node_of(s).unwrap_or(&s.action)))
         })
@@ -74,10 +68,7 @@ pub(super) fn metrics_of(
         })
         .count();
     // A hold approved by a person has no gate to say so.
-    let by_person = state
-        .approver
-        .as_deref()
-        .is_some_and(|a| !a.starts_with("nobody"));
+    let by_person = approved_by_person(state.approver.as_deref());
     let approvals = if decisions == 0 && by_person {
         1
     } else {

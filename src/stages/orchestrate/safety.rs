@@ -11,6 +11,17 @@ pub(super) fn automated(action: &str) -> bool {
     !PASSIVE_ACTIONS.contains(&action) && !CONTROL_ACTIONS.contains(&action)
 }
 
+/// Whether `action` is expected to interrupt service while it runs:
+/// failover, isolating a component, and read-only mode unless the
+/// environment accepts it.
+pub(super) fn interrupts(action: &str, readonly_acceptable: bool) -> bool {
+    match action {
+        "failover" | "isolate_component" => true,
+        "enable_readonly_mode" => !readonly_acceptable,
+        _ => false,
+    }
+}
+
 /// Why `step` would interrupt `environment` longer than its constraints
 /// allow, if it would. Failover and isolating a component interrupt for up
 /// to their timeout; so does read-only mode where it is not acceptable.
@@ -19,11 +30,7 @@ pub(super) fn downtime(
     step: &StepState,
     environment: &str,
 ) -> Option<String> {
-    let interrupts = match step.action.as_str() {
-        "failover" | "isolate_component" => true,
-        "enable_readonly_mode" => !c.readonly_mode_acceptable,
-        _ => false,
-    };
+    let interrupts = interrupts(&step.action, c.readonly_mode_acceptable);
     let minutes = (step.timeout_ms.max(0) as u64).div_ceil(60_000);
     (interrupts && minutes > c.max_downtime_minutes).then(|| {
         format!(
