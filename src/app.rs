@@ -1,7 +1,7 @@
 //! Wiring: builds each stage's processor and executors from the configuration
 //! and runs stages on their own threads under supervision.
 
-use crate::config::{Config, ExecutorsConfig, NotifyConfig};
+use crate::config::{Config, ExecutorsConfig, NotifyConfig, StatusApi};
 use crate::domain::CiPlatform;
 use crate::executors::argo_rollouts::ArgoRolloutsExecutor;
 use crate::executors::checks::ChecksExecutor;
@@ -13,7 +13,9 @@ use crate::executors::kubernetes::KubernetesExecutor;
 use crate::executors::notify::ChannelSteps;
 use crate::executors::routing;
 use crate::executors::step::{Retry, StepExecutor, StepRouter};
-use crate::executors::{Channels, CommitStatusSink, DryRun, Executor, Executors, StatusTarget};
+use crate::executors::{
+    Channels, CommitStatusSink, DryRun, Executor, Executors, StatusTarget, StatusTargets,
+};
 use crate::kafka::runner::{self, RunStats, RunnerConfig, RunnerError, StageStatus};
 use crate::kafka::{ClientSettings, Shutdown};
 use crate::stages::categorize::{rules::RulePack, Categorize};
@@ -128,19 +130,25 @@ pub fn executors(config: &Config) -> Result<Executors, String> {
 pub fn executors_and_router(config: &Config) -> Result<(Executors, Arc<StepRouter>), String> {
     let channels = Arc::new(Channels::from_config(&config.notify)?);
     let notifications: Arc<dyn Executor> = channels.clone();
-    let target = |api: &crate::config::StatusApi| -> Result<Option<StatusTarget>, String> {
+    let n = &config.notify;
+    let target = |name: &str, api: &StatusApi| -> Result<Option<StatusTarget>, String> {
         match &api.token {
             None => Ok(None),
             Some(token) => Ok(Some(StatusTarget {
                 api_url: reqwest::Url::parse(&api.api_url)
-                    .map_err(|e| format!("status API URL {}: {e}", api.api_url))?,
+                    .map_err(|e| format!("notify.{name}.api_url {}: {e}", api.api_url))?,
                 token: token.clone(),
+                user: api.user.clone(),
             })),
         }
     };
     let statuses = CommitStatusSink::new(
-        target(&config.notify.github_status)?,
-        target(&config.notify.gitlab_status)?,
+        StatusTargets {
+            github: target("github_status", &n.github_status)?,
+            gitlab: target("gitlab_status", &n.gitlab_status)?,
+            jenkins: target("jenkins_status", &n.jenkins_status)?,
+            azure_devops: target("azure_devops_status", &n.azure_devops_status)?,
+        },
         Duration::from_millis(config.notify.webhook_timeout_ms),
     )?;
     let router = Arc::new(step_router(&config.orchestrate.executors, channels)?);
@@ -277,14 +285,16 @@ pub fn check_routing(config: &Config, rules: &Rules, router: &StepRouter) -> Res
 
 /// CI platforms the configuration can write commit statuses to.
 pub fn status_platforms(config: &Config) -> Vec<CiPlatform> {
-    let mut platforms = Vec::new();
-    if config.notify.github_status.token.is_some() {
-        platforms.push(CiPlatform::GithubActions);
-    }
-    if config.notify.gitlab_status.token.is_some() {
-        platforms.push(CiPlatform::GitlabCi);
-    }
-    platforms
+    let n = &config.notify;
+    [
+        (CiPlatform::GithubActions, &n.github_status),
+        (CiPlatform::GitlabCi, &n.gitlab_status),
+        (CiPlatform::Jenkins, &n.jenkins_status),
+        (CiPlatform::AzureDevops, &n.azure_devops_status),
+    ]
+    .into_iter()
+    .filter_map(|(p, api)| api.token.is_some().then_some(p))
+    .collect()
 }
 
 /// Runner settings for `stage` under `config`.

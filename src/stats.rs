@@ -314,6 +314,8 @@ mod tests {
             actions: vec!["notify".into(), "scale_resources".into()],
             simulated_steps: Vec::new(),
             metrics: None,
+            should_retry_deployment: false,
+            recommendations: Vec::new(),
         }
     }
 

@@ -351,6 +351,8 @@ impl Config {
         for (name, api) in [
             ("github_status", &mut self.notify.github_status),
             ("gitlab_status", &mut self.notify.gitlab_status),
+            ("jenkins_status", &mut self.notify.jenkins_status),
+            ("azure_devops_status", &mut self.notify.azure_devops_status),
         ] {
             if let Some(token) = api.token.as_mut() {
                 resolve_secret(token, env, origin, &format!("notify.{name}.token"), true)?;
@@ -458,11 +460,14 @@ fn strip_location(message: &str) -> String {
 }
 
 /// Best-effort line of a dotted field path in YAML text: follows the path's
-/// keys in order, each at a deeper indentation than the one before.
+/// keys in order, each at a deeper indentation than the one before. A field
+/// the file does not set (a required one left out) is located at the
+/// deepest section of its path that the file has.
 fn locate(text: &str, field: &str) -> Option<usize> {
     let mut keys = field.split('.').peekable();
     let mut want = keys.next()?;
     let mut min_indent = 0usize;
+    let mut section = None;
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
@@ -480,12 +485,13 @@ fn locate(text: &str, field: &str) -> Option<usize> {
                 Some(next) => {
                     want = next;
                     min_indent = indent + 1;
+                    section = Some(i + 1);
                 }
                 None => return Some(i + 1),
             }
         }
     }
-    None
+    section
 }
 
 #[cfg(test)]
@@ -529,6 +535,25 @@ mod tests {
             err,
             "m.yaml:3: categorize.window_max_ms: 1000 is shorter than window_quiet_ms (60000)"
         );
+    }
+
+    #[test]
+    fn a_ci_write_back_with_a_token_needs_its_api_url_and_jenkins_its_user() {
+        let text =
+            "notify:\n  jenkins_status:\n    api_url: https://ci.example.com/\n    token: t\n";
+        let err = Config::parse(text, "m.yaml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("m.yaml:2: notify.jenkins_status.user: must name the user"),
+            "{err}"
+        );
+        let text =
+            "notify:\n  azure_devops_status:\n    api_url: dev.azure.com/fabrikam\n    token: t\n";
+        let err = Config::parse(text, "m.yaml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("m.yaml:3: notify.azure_devops_status.api_url: must be an http"),
+            "{err}"
+        );
+        assert!(err.contains("https://dev.azure.com/fabrikam"), "{err}");
     }
 
     #[test]

@@ -328,6 +328,9 @@ pub struct RecoveryPlan {
     /// Error rate when the failure was reported, when it said.
     #[serde(default)]
     pub error_rate: Option<f64>,
+    /// The failure was transient: retrying it unchanged has a fair chance.
+    #[serde(default)]
+    pub transient: bool,
 }
 
 /// A human decision on a gated recovery (schema `Approval`).
@@ -395,6 +398,9 @@ pub struct RecoveryState {
     /// Error rate when the failure was reported, when it said.
     #[serde(default)]
     pub error_rate: Option<f64>,
+    /// The failure was transient: retrying it unchanged has a fair chance.
+    #[serde(default)]
+    pub transient: bool,
 }
 
 /// One phase of a recovery (schema `PhaseSpan`, inside `RecoveryState`).
@@ -436,6 +442,13 @@ pub struct RecoveryOutcome {
     /// before medic recorded it.
     #[serde(default)]
     pub metrics: Option<RecoveryMetrics>,
+    /// Whether the CI platform should run the deployment again as it was
+    /// (the original design's `should_retry_deployment`).
+    #[serde(default)]
+    pub should_retry_deployment: bool,
+    /// Up to three things a person should do next, most urgent first.
+    #[serde(default)]
+    pub recommendations: Vec<String>,
 }
 
 /// How a recovery's `approver` begins when nobody decided and a hold went

@@ -1,18 +1,27 @@
-//! Commit statuses on GitHub and GitLab: medic tells the commit page what it
-//! is doing about the failure.
+//! What medic writes back to the CI run behind a failure.
 //!
-//! * GitHub: `POST {api}/repos/{owner}/{repo}/statuses/{sha}` with
-//!   `Authorization: Bearer`, `Accept: application/vnd.github+json`,
+//! * GitHub: a commit status, `POST {api}/repos/{owner}/{repo}/statuses/{sha}`
+//!   with `Authorization: Bearer`, `Accept: application/vnd.github+json`,
 //!   `X-GitHub-Api-Version: 2022-11-28`, body `{state, target_url, description, context}`.
-//! * GitLab: `POST {api}/projects/{id}/statuses/{sha}` with `PRIVATE-TOKEN`,
-//!   body `{state, name, target_url, description}`.
+//! * GitLab: a commit status, `POST {api}/projects/{id}/statuses/{sha}` with
+//!   `PRIVATE-TOKEN`, body `{state, name, target_url, description}`.
+//! * Jenkins: the build description ([`jenkins`]).
+//! * Azure DevOps: build tags ([`azure`]).
 //!
-//! Repository, project and commit come from webhook payloads: they are
-//! checked against what the platforms allow and added as escaped path
-//! segments, never pasted into the URL.
+//! Each carries the failure type, the action taken, whether to retry the
+//! deployment and the recommendations, as far as the platform's space allows
+//! (a commit status line is 140 characters). Repository, project, job and
+//! commit come from webhook payloads: they are checked against what the
+//! platforms allow and added as path segments, never pasted into the URL,
+//! and requests go only to the configured API, whatever host a payload names.
+
+pub mod azure;
+mod build_path;
+pub mod jenkins;
 
 use super::{BoxFuture, Executor};
-use crate::domain::CiPlatform;
+use crate::domain::{CiPlatform, CiRef};
+use crate::stages::notify::StatusReport;
 use crate::stages::{CommitState, EffectRequest, EffectResult};
 use serde_json::json;
 use std::time::Duration;
@@ -20,20 +29,39 @@ use std::time::Duration;
 /// Context name shown on the commit page.
 pub const CONTEXT: &str = "medic";
 
+/// Characters of a commit status description, at most (GitHub's limit).
+pub const DESCRIPTION_LIMIT: usize = 140;
+
 /// One platform's API.
 #[derive(Debug, Clone)]
 pub struct StatusTarget {
-    /// API base URL, e.g. `https://api.github.com`.
+    /// API base URL, e.g. `https://api.github.com`, a Jenkins root or an
+    /// Azure DevOps organization URL.
     pub api_url: reqwest::Url,
-    /// Access token.
+    /// Access token (Jenkins: the user's API token; Azure DevOps: a personal
+    /// access token).
     pub token: String,
+    /// Jenkins: the user the API token belongs to.
+    pub user: Option<String>,
 }
 
-/// Writes commit statuses to the configured platforms.
+/// The platforms medic writes back to, each with its API when configured.
+#[derive(Debug, Clone, Default)]
+pub struct StatusTargets {
+    /// Commit statuses on GitHub.
+    pub github: Option<StatusTarget>,
+    /// Commit statuses on GitLab.
+    pub gitlab: Option<StatusTarget>,
+    /// Build descriptions on Jenkins.
+    pub jenkins: Option<StatusTarget>,
+    /// Build tags on Azure DevOps.
+    pub azure_devops: Option<StatusTarget>,
+}
+
+/// Writes statuses to the configured platforms.
 pub struct CommitStatusSink {
     client: reqwest::Client,
-    github: Option<StatusTarget>,
-    gitlab: Option<StatusTarget>,
+    targets: StatusTargets,
 }
 
 use super::outbound::{
@@ -42,11 +70,7 @@ use super::outbound::{
 
 impl CommitStatusSink {
     /// A sink for the targets that have a token.
-    pub fn new(
-        github: Option<StatusTarget>,
-        gitlab: Option<StatusTarget>,
-        timeout: Duration,
-    ) -> Result<Self, String> {
+    pub fn new(targets: StatusTargets, timeout: Duration) -> Result<Self, String> {
         // Never follow a redirect: it would carry the token elsewhere.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -54,98 +78,161 @@ impl CommitStatusSink {
             .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(CommitStatusSink {
-            client,
-            github,
-            gitlab,
-        })
+        Ok(CommitStatusSink { client, targets })
     }
 
     /// Platforms this sink can write to.
     pub fn platforms(&self) -> Vec<CiPlatform> {
-        let mut p = Vec::new();
-        if self.github.is_some() {
-            p.push(CiPlatform::GithubActions);
-        }
-        if self.gitlab.is_some() {
-            p.push(CiPlatform::GitlabCi);
-        }
-        p
+        let t = &self.targets;
+        [
+            (CiPlatform::GithubActions, t.github.is_some()),
+            (CiPlatform::GitlabCi, t.gitlab.is_some()),
+            (CiPlatform::Jenkins, t.jenkins.is_some()),
+            (CiPlatform::AzureDevops, t.azure_devops.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(p, on)| on.then_some(p))
+        .collect()
     }
 
     fn request(&self, request: &EffectRequest) -> Result<reqwest::RequestBuilder, String> {
         let EffectRequest::CommitStatus {
             platform,
-            repository,
-            sha,
+            ci,
             state,
-            description,
-            target_url,
+            report,
             ..
         } = request
         else {
             return Err("not a commit status".into());
         };
-        if !valid_sha(sha) {
-            return Err(format!("'{sha}' is not a commit sha"));
-        }
-        let description: String = description.chars().take(140).collect();
-        let url = |target: &StatusTarget, segments: &[&str]| -> Result<reqwest::Url, String> {
-            let mut url = target.api_url.clone();
-            url.path_segments_mut()
-                .map_err(|_| "the API URL cannot take a path".to_string())?
-                .pop_if_empty()
-                .extend(segments);
-            Ok(url)
+        let configured = |t: &Option<StatusTarget>, name: &str| {
+            t.clone()
+                .ok_or_else(|| format!("no {name} token configured"))
         };
         match platform {
-            CiPlatform::GithubActions => {
-                let target = self.github.as_ref().ok_or("no GitHub token configured")?;
-                let (owner, name) = valid_github_repo(repository)
-                    .ok_or_else(|| format!("'{repository}' is not owner/repo"))?;
-                let state = match state {
-                    CommitState::Pending => "pending",
-                    CommitState::Success => "success",
-                    CommitState::Failure => "failure",
-                };
-                let mut body =
-                    json!({"state": state, "description": description, "context": CONTEXT});
-                if let Some(link) = target_url {
-                    body["target_url"] = json!(link);
-                }
-                Ok(self
-                    .client
-                    .post(url(target, &["repos", owner, name, "statuses", sha])?)
-                    .bearer_auth(&target.token)
-                    .header("Accept", "application/vnd.github+json")
-                    .header("X-GitHub-Api-Version", "2022-11-28")
-                    .header("Content-Type", "application/json")
-                    .body(body.to_string()))
-            }
-            CiPlatform::GitlabCi => {
-                let target = self.gitlab.as_ref().ok_or("no GitLab token configured")?;
-                if !valid_gitlab_project(repository) {
-                    return Err(format!("'{repository}' is not a GitLab project id or path"));
-                }
-                let state = match state {
-                    CommitState::Pending => "running",
-                    CommitState::Success => "success",
-                    CommitState::Failure => "failed",
-                };
-                let mut body = json!({"state": state, "description": description, "name": CONTEXT});
-                if let Some(link) = target_url {
-                    body["target_url"] = json!(link);
-                }
-                Ok(self
-                    .client
-                    .post(url(target, &["projects", repository, "statuses", sha])?)
-                    .header("PRIVATE-TOKEN", &target.token)
-                    .header("Content-Type", "application/json")
-                    .body(body.to_string()))
-            }
-            other => Err(format!("commit statuses are not supported for {other}")),
+            CiPlatform::GithubActions => self.github(
+                &configured(&self.targets.github, "GitHub")?,
+                ci,
+                *state,
+                report,
+            ),
+            CiPlatform::GitlabCi => self.gitlab(
+                &configured(&self.targets.gitlab, "GitLab")?,
+                ci,
+                *state,
+                report,
+            ),
+            CiPlatform::Jenkins => jenkins::request(
+                &self.client,
+                &configured(&self.targets.jenkins, "Jenkins")?,
+                ci,
+                report,
+            ),
+            CiPlatform::AzureDevops => azure::request(
+                &self.client,
+                &configured(&self.targets.azure_devops, "Azure DevOps")?,
+                ci,
+                *state,
+                report,
+            ),
+            other => Err(format!("statuses are not supported for {other}")),
         }
     }
+
+    fn github(
+        &self,
+        target: &StatusTarget,
+        ci: &CiRef,
+        state: CommitState,
+        report: &StatusReport,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let (repository, sha) = repository_and_sha(ci)?;
+        let (owner, name) = valid_github_repo(repository)
+            .ok_or_else(|| format!("'{repository}' is not owner/repo"))?;
+        let state = match state {
+            CommitState::Pending => "pending",
+            CommitState::Success => "success",
+            CommitState::Failure => "failure",
+        };
+        let mut body = json!({
+            "state": state,
+            "description": report.line(DESCRIPTION_LIMIT),
+            "context": CONTEXT,
+        });
+        if let Some(link) = &report.target_url {
+            body["target_url"] = json!(link);
+        }
+        Ok(self
+            .client
+            .post(segments(target, &["repos", owner, name, "statuses", sha])?)
+            .bearer_auth(&target.token)
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+            .header("Content-Type", "application/json")
+            .body(body.to_string()))
+    }
+
+    fn gitlab(
+        &self,
+        target: &StatusTarget,
+        ci: &CiRef,
+        state: CommitState,
+        report: &StatusReport,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let (repository, sha) = repository_and_sha(ci)?;
+        if !valid_gitlab_project(repository) {
+            return Err(format!("'{repository}' is not a GitLab project id or path"));
+        }
+        let state = match state {
+            CommitState::Pending => "running",
+            CommitState::Success => "success",
+            CommitState::Failure => "failed",
+        };
+        let mut body = json!({
+            "state": state,
+            "description": report.line(DESCRIPTION_LIMIT),
+            "name": CONTEXT,
+        });
+        if let Some(link) = &report.target_url {
+            body["target_url"] = json!(link);
+        }
+        Ok(self
+            .client
+            .post(segments(
+                target,
+                &["projects", repository, "statuses", sha],
+            )?)
+            .header("PRIVATE-TOKEN", &target.token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string()))
+    }
+}
+
+/// The repository and a checked commit sha of `ci`.
+fn repository_and_sha(ci: &CiRef) -> Result<(&str, &str), String> {
+    let repository = ci
+        .repository
+        .as_deref()
+        .ok_or("the CI run names no repository")?;
+    let sha = ci
+        .commit_sha
+        .as_deref()
+        .ok_or("the CI run names no commit")?;
+    if !valid_sha(sha) {
+        return Err(format!("'{sha}' is not a commit sha"));
+    }
+    Ok((repository, sha))
+}
+
+/// The target's API URL with `segments` appended, each escaped.
+fn segments(target: &StatusTarget, segments: &[&str]) -> Result<reqwest::Url, String> {
+    let mut url = target.api_url.clone();
+    url.path_segments_mut()
+        .map_err(|_| "the API URL cannot take a path".to_string())?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
 impl Executor for CommitStatusSink {
@@ -164,15 +251,27 @@ impl Executor for CommitStatusSink {
                 Ok(b) => b,
                 Err(e) => return fail(e, None, 0),
             };
+            let jenkins = matches!(
+                request,
+                EffectRequest::CommitStatus {
+                    platform: CiPlatform::Jenkins,
+                    ..
+                }
+            );
             match builder.send().await {
-                Ok(response) if response.status().is_success() => EffectResult {
-                    idempotency_key: key.clone(),
-                    success: true,
-                    detail: format!("HTTP {}", response.status()),
-                    attempts: 1,
-                    http_status: Some(response.status().as_u16()),
-                    retries: Vec::new(),
-                },
+                Ok(response)
+                    if response.status().is_success()
+                        || (jenkins && jenkins::redirect_to_build(&response)) =>
+                {
+                    EffectResult {
+                        idempotency_key: key.clone(),
+                        success: true,
+                        detail: format!("HTTP {}", response.status()),
+                        attempts: 1,
+                        http_status: Some(response.status().as_u16()),
+                        retries: Vec::new(),
+                    }
+                }
                 Ok(response) => fail(
                     format!("HTTP {}", response.status()),
                     Some(response.status().as_u16()),

@@ -28,7 +28,7 @@ pub mod routing;
 pub mod step;
 mod template;
 
-pub use commit_status::{CommitStatusSink, StatusTarget};
+pub use commit_status::{CommitStatusSink, StatusTarget, StatusTargets};
 pub use dry_run::DryRun;
 pub use notify::Channels;
 

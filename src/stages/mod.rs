@@ -189,22 +189,20 @@ pub enum EffectRequest {
         /// Only describe what would happen.
         dry_run: bool,
     },
-    /// Set a commit status on the CI platform that ran the failed build.
+    /// Tell the CI run behind the failure what medic is doing about it: a
+    /// commit status (GitHub, GitLab), a build description (Jenkins) or
+    /// build tags (Azure DevOps).
     CommitStatus {
         /// `recovery_id/status/<state>`.
         idempotency_key: String,
-        /// GitHub Actions or GitLab CI.
+        /// The platform that ran the build.
         platform: CiPlatform,
-        /// GitHub `owner/repo`, or the GitLab project id.
-        repository: String,
-        /// The commit.
-        sha: String,
+        /// The run: repository, commit, build id and URL.
+        ci: Box<crate::domain::CiRef>,
         /// The state to set.
         state: CommitState,
-        /// One line for the commit page (at most 140 characters).
-        description: String,
-        /// Link for "Details".
-        target_url: Option<String>,
+        /// What to say.
+        report: Box<notify::StatusReport>,
     },
     /// Deliver a notification on one configured channel.
     Notify {

@@ -14,6 +14,17 @@ pub fn server(statuses: Vec<u16>) -> (String, Seen) {
 
 /// Serves one scripted status and body per request; records each request.
 pub fn server_answering(answers: Vec<(u16, &'static str)>) -> (String, Seen) {
+    server_replying(
+        answers
+            .into_iter()
+            .map(|(status, body)| (status, Vec::new(), body))
+            .collect(),
+    )
+}
+
+/// Serves one scripted status, extra header lines and body per request
+/// (`Location: …` for a redirect); records each request.
+pub fn server_replying(answers: Vec<(u16, Vec<String>, &'static str)>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
         "http://{}/hooks/medic",
@@ -22,7 +33,7 @@ pub fn server_answering(answers: Vec<(u16, &'static str)>) -> (String, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     std::thread::spawn(move || {
-        for (stream, (status, answer)) in listener.incoming().zip(answers) {
+        for (stream, (status, extra, answer)) in listener.incoming().zip(answers) {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
             let mut headers = Vec::new();
@@ -44,9 +55,10 @@ pub fn server_answering(answers: Vec<(u16, &'static str)>) -> (String, Seen) {
                 .lock()
                 .expect("lock")
                 .push((headers, String::from_utf8_lossy(&body).into_owned()));
+            let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                "HTTP/1.1 {status} X\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{answer}",
                 answer.len()
             );
         }

@@ -169,6 +169,7 @@ impl Decide {
             terminal: Some("resolved".into()),
             affected_users: failure.affected_users,
             error_rate: failure.error_rate,
+            transient: failure.transient,
         };
         if !acts {
             plan.steps = notify_only_steps(failure, "below the severity medic acts on", "resolved");

@@ -271,6 +271,8 @@ fn outcome(i: usize, strategy: &str, result: Outcome) -> RecoveryOutcome {
         actions: vec![],
         simulated_steps: Vec::new(),
         metrics: None,
+        should_retry_deployment: false,
+        recommendations: Vec::new(),
     }
 }
 

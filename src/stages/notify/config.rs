@@ -18,6 +18,13 @@ pub struct NotifyConfig {
     pub github_status: StatusApi,
     /// Commit statuses on GitLab for recoveries of GitLab CI failures.
     pub gitlab_status: StatusApi,
+    /// Build descriptions on Jenkins for recoveries of Jenkins failures:
+    /// `api_url` is the Jenkins root, `user` and `token` an API token.
+    pub jenkins_status: StatusApi,
+    /// Build tags on Azure DevOps for recoveries of Azure Pipelines failures:
+    /// `api_url` is the organization URL (`https://dev.azure.com/<org>`),
+    /// `token` a personal access token.
+    pub azure_devops_status: StatusApi,
     /// Where notifications go: Slack, signed webhooks and e-mail, each for
     /// some environments, CI platforms and events. With no channel (and no
     /// `webhook_url`) notifications are only written to `medic.notifications`.
@@ -192,19 +199,29 @@ pub struct StatusApi {
     /// Access token, `${env:NAME}` or `${file:/path}`; without one no status is written.
     #[serde(default)]
     pub token: Option<String>,
+    /// Jenkins only: the user the API token belongs to.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+impl StatusApi {
+    /// An API at `api_url` with no token: writes nothing until one is set.
+    pub fn at(api_url: &str) -> StatusApi {
+        StatusApi {
+            api_url: api_url.into(),
+            token: None,
+            user: None,
+        }
+    }
 }
 
 impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
-            github_status: StatusApi {
-                api_url: "https://api.github.com".into(),
-                token: None,
-            },
-            gitlab_status: StatusApi {
-                api_url: "https://gitlab.com/api/v4".into(),
-                token: None,
-            },
+            github_status: StatusApi::at("https://api.github.com"),
+            gitlab_status: StatusApi::at("https://gitlab.com/api/v4"),
+            jenkins_status: StatusApi::at(""),
+            azure_devops_status: StatusApi::at(""),
             webhook_url: None,
             webhook_timeout_ms: 5_000,
             webhook_attempts: 3,
@@ -215,6 +232,16 @@ impl Default for NotifyConfig {
 }
 
 impl NotifyConfig {
+    /// Every CI write-back API with its field name under `notify`.
+    pub fn status_apis(&self) -> [(&'static str, &StatusApi); 4] {
+        [
+            ("github_status", &self.github_status),
+            ("gitlab_status", &self.gitlab_status),
+            ("jenkins_status", &self.jenkins_status),
+            ("azure_devops_status", &self.azure_devops_status),
+        ]
+    }
+
     /// Checks values that parse but cannot work; returns `(field, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: String| Err((field.to_string(), message));
@@ -227,6 +254,30 @@ impl NotifyConfig {
                 return fail(
                     "notify.webhook_url",
                     "must be an http:// or https:// URL".into(),
+                );
+            }
+        }
+        for (name, api) in self.status_apis() {
+            if api.token.is_none() {
+                continue;
+            }
+            if !(api.api_url.starts_with("http://") || api.api_url.starts_with("https://")) {
+                let example = match name {
+                    "jenkins_status" => " (the Jenkins root, e.g. https://ci.example.com/)",
+                    "azure_devops_status" => {
+                        " (the organization URL, e.g. https://dev.azure.com/fabrikam)"
+                    }
+                    _ => "",
+                };
+                return fail(
+                    &format!("notify.{name}.api_url"),
+                    format!("must be an http:// or https:// URL when a token is set{example}"),
+                );
+            }
+            if name == "jenkins_status" && api.user.as_deref().is_none_or(str::is_empty) {
+                return fail(
+                    "notify.jenkins_status.user",
+                    "must name the user the API token belongs to".into(),
                 );
             }
         }

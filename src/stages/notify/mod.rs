@@ -19,10 +19,12 @@
 
 pub mod config;
 mod message;
+mod status;
 
 pub use message::{
     approval_command, digest, shell_quote, usable_link, About, Message, MessageKind, DIGEST_LINES,
 };
+pub use status::{cut, reportable, StatusReport, RECOVERING_TAG};
 
 use crate::domain::*;
 use crate::stages::{
@@ -154,15 +156,14 @@ impl Notify {
         ci: Option<&CiRef>,
         recovery_id: &str,
         state: CommitState,
-        description: String,
+        report: StatusReport,
         record: Option<NotificationRecord>,
     ) -> Option<Action> {
         let ci = ci?;
         let platform: CiPlatform = ci.platform.parse().ok()?;
-        if !self.status_platforms.contains(&platform) {
+        if !self.status_platforms.contains(&platform) || !reportable(platform, ci) {
             return None;
         }
-        let (repository, sha) = (ci.repository.clone()?, ci.commit_sha.clone()?);
         let key_of = |s: CommitState| format!("{recovery_id}/status/{s:?}").to_ascii_lowercase();
         // State and outcome arrive on different topics: a late "pending" must
         // not overwrite the final status on the commit page.
@@ -181,11 +182,9 @@ impl Notify {
         Some(Action::Execute(EffectRequest::CommitStatus {
             idempotency_key: key,
             platform,
-            repository,
-            sha,
+            ci: Box::new(ci.clone()),
             state,
-            description,
-            target_url: ci.url.clone(),
+            report: Box::new(report),
         }))
     }
 
@@ -325,17 +324,11 @@ impl Notify {
             self.phases.insert(state.recovery_id.clone(), span.phase);
         }
         if state.status == RecoveryStatus::Running {
-            let description = format!(
-                "medic is recovering from a {} failure: {}{}",
-                state.failure_type,
-                state.strategy,
-                if state.dry_run { " (dry run)" } else { "" }
-            );
             let action = self.commit_status(
                 state.ci.as_ref(),
                 &state.recovery_id,
                 CommitState::Pending,
-                description,
+                StatusReport::running(&state),
                 None,
             );
             return Ok(action.into_iter().collect());
@@ -427,16 +420,11 @@ impl Notify {
             Outcome::Skipped => None,
         };
         if let Some(state) = state {
-            let description = format!(
-                "medic: {} {} failure; {} {}{}",
-                outcome.severity,
-                outcome.failure_type,
-                outcome.strategy,
-                outcome.outcome,
-                simulated_note(&outcome)
-            );
+            let report = StatusReport::finished(&outcome);
             let channel = match outcome.ci.as_ref().map(|c| c.platform.as_str()) {
                 Some("gitlab_ci") => "gitlab_status",
+                Some("jenkins") => "jenkins_status",
+                Some("azure_devops") => "azure_devops_status",
                 _ => "github_status",
             };
             let record = NotificationRecord {
@@ -448,7 +436,7 @@ impl Notify {
                 status: DeliveryStatus::Delivered,
                 attempts: 1,
                 http_status: None,
-                message: description.clone(),
+                message: report.line(usize::MAX),
                 error: None,
                 at: now,
                 phase,
@@ -459,7 +447,7 @@ impl Notify {
                 outcome.ci.as_ref(),
                 &outcome.recovery_id,
                 state,
-                description,
+                report,
                 Some(record),
             ));
         }

@@ -23,6 +23,8 @@ fn outcome() -> RecoveryOutcome {
         actions: vec![],
         simulated_steps: Vec::new(),
         metrics: None,
+        should_retry_deployment: false,
+        recommendations: Vec::new(),
     }
 }
 
@@ -54,6 +56,7 @@ fn waiting(gate: &str) -> RecoveryState {
         }],
         affected_users: None,
         error_rate: None,
+        transient: false,
     }
 }
 

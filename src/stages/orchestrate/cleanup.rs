@@ -32,7 +32,12 @@ pub(super) fn left_in_place(state: &RecoveryState) -> Vec<String> {
     let mut taken: Vec<&StepState> = state
         .steps
         .iter()
-        .filter(|s| s.status == StepStatus::Succeeded && HANDED_OVER.contains(&s.action.as_str()))
+        // A simulated step changed nothing: there is nothing to hand over.
+        .filter(|s| {
+            s.status == StepStatus::Succeeded
+                && !s.simulated
+                && HANDED_OVER.contains(&s.action.as_str())
+        })
         .filter(|s| node_of(s).is_none_or(|n| !undone(n)))
         .collect();
     taken.sort_by_key(|s| s.finished_at);

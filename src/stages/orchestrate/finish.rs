@@ -98,6 +98,23 @@ impl Orchestrate {
             .get(&state.environment)
             .is_none_or(|c| c.readonly_mode_acceptable);
         let metrics = metrics_of(state, outcome, now, readonly_acceptable, &|s| ran(&s));
+        let done: Vec<String> = state
+            .steps
+            .iter()
+            .filter(ran)
+            .filter(|s| s.status == StepStatus::Succeeded && !s.simulated)
+            .map(|s| s.action.clone())
+            .collect();
+        let advice = advise(&Finished {
+            failure_type: state.failure_type,
+            transient: state.transient,
+            outcome,
+            done: &done,
+            dry_run: state.dry_run,
+            simulated: &simulated,
+            left: &left,
+            escalated: done.iter().any(|a| a == "escalate"),
+        });
         let detail = if outcome == Outcome::Succeeded && state.dry_run {
             format!("{detail} ({succeeded} of {total} steps recorded, dry run)")
         } else if outcome == Outcome::Succeeded && !simulated.is_empty() {
@@ -136,6 +153,8 @@ impl Orchestrate {
                 .collect(),
             simulated_steps: simulated,
             metrics: Some(metrics),
+            should_retry_deployment: advice.should_retry_deployment,
+            recommendations: advice.recommendations,
         };
         let recovery_id = state.recovery_id.clone();
         Ok(vec![

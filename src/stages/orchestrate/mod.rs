@@ -33,6 +33,7 @@
 //! `metrics.rs`, and the records it emits (state, outcome, audit) in
 //! `records.rs`.
 
+mod advice;
 mod cleanup;
 pub use cleanup::TEMPORARY_MEASURES;
 pub mod config;
@@ -50,6 +51,7 @@ use crate::stages::{
     ProcessError, Processor, StageName,
 };
 use crate::topics::Topics;
+use advice::*;
 use cleanup::*;
 use config::{HoldPolicy, OrchestrateConfig};
 use machine::*;
@@ -157,6 +159,7 @@ impl Orchestrate {
             phases: Vec::new(),
             affected_users: plan.affected_users,
             error_rate: plan.error_rate,
+            transient: plan.transient,
         };
         let key = plan.deployment_key.clone();
         let actions = vec![self.audit(
@@ -215,6 +218,11 @@ impl Orchestrate {
             actions: Vec::new(),
             simulated_steps: Vec::new(),
             metrics: Some(RecoveryMetrics::default()),
+            should_retry_deployment: false,
+            recommendations: vec![format!(
+                "Wait for the outcome of recovery {}",
+                current.recovery_id
+            )],
         };
         Ok(vec![
             self.audit(

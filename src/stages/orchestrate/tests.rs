@@ -44,6 +44,7 @@ fn plan(key: &str, approval: bool) -> RecoveryPlan {
         terminal: None,
         affected_users: Some(1200),
         error_rate: Some(12.5),
+        transient: false,
     }
 }
 
@@ -107,6 +108,15 @@ fn outcomes(out: &[OutputRecord]) -> Vec<RecoveryOutcome> {
 
 fn orchestrate() -> Orchestrate {
     Orchestrate::new(Topics::default(), OrchestrateConfig::default())
+}
+
+/// Dry run off: every step really runs (here, answered by the test).
+fn live() -> Orchestrate {
+    let config = OrchestrateConfig {
+        dry_run: config::DryRun::off(),
+        ..OrchestrateConfig::default()
+    };
+    Orchestrate::new(Topics::default(), config)
 }
 
 #[test]
@@ -911,7 +921,7 @@ fn production_constraints_hold_for_approval_roll_and_refuse_long_interruptions()
     );
 
     // A critical data failure would fail over for up to 15 minutes: escalate instead.
-    let mut o = orchestrate();
+    let mut o = live();
     let plan = decided_with(FailureType::Data, Severity::Critical, "production");
     let first = o.on_plan(&plan, 10).expect("ok");
     let mut out = drive_at(&mut o, first, &|_| true, 10);
@@ -990,7 +1000,7 @@ fn a_resolved_recovery_removes_its_temporary_measures_in_the_cleanup_phase() {
     assert_eq!(outcomes(&out)[0].outcome, Outcome::Succeeded);
 
     // A failed undo fails the recovery, saying so.
-    let mut o = orchestrate();
+    let mut o = live();
     let first = o.on_plan(&plan, 10).expect("ok");
     let out = drive_at(&mut o, first, &|s| s.action != "disable_readonly_mode", 10);
     let outs = outcomes(&out);
@@ -999,6 +1009,25 @@ fn a_resolved_recovery_removes_its_temporary_measures_in_the_cleanup_phase() {
         outs[0].detail,
         "cleanup: disable_readonly_mode failed: done; left in place for a person: enable_readonly_mode (component: database)"
     );
+    assert_eq!(
+        outs[0].recommendations[0],
+        "Undo by hand what the recovery left in place: enable_readonly_mode (component: database)"
+    );
+
+    // In a dry run nothing was switched on, so nothing is handed over.
+    let mut o = orchestrate();
+    let first = o.on_plan(&plan, 10).expect("ok");
+    let out = drive_at(&mut o, first, &|s| s.action != "disable_readonly_mode", 10);
+    let outs = outcomes(&out);
+    assert!(
+        !outs[0].detail.contains("left in place"),
+        "{}",
+        outs[0].detail
+    );
+    assert!(outs[0]
+        .recommendations
+        .iter()
+        .any(|r| r.starts_with("Dry run: nothing was done")));
 
     // Switched off: nothing is undone.
     let mut o = Orchestrate::new(
