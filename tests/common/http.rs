@@ -25,6 +25,18 @@ pub fn server_answering(answers: Vec<(u16, &'static str)>) -> (String, Seen) {
 /// Serves one scripted status, extra header lines and body per request
 /// (`Location: …` for a redirect); records each request.
 pub fn server_replying(answers: Vec<(u16, Vec<String>, &'static str)>) -> (String, Seen) {
+    serve(answers.into_iter())
+}
+
+/// Answers every request with `status` and `body`, for as long as the test
+/// runs; records each request.
+pub fn server_always(status: u16, body: &'static str) -> (String, Seen) {
+    serve(std::iter::repeat_with(move || (status, Vec::new(), body)))
+}
+
+fn serve(
+    answers: impl Iterator<Item = (u16, Vec<String>, &'static str)> + Send + 'static,
+) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
         "http://{}/hooks/medic",

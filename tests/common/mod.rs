@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod kube_api;
 pub mod prometheus;
 pub mod smtp;
 pub mod tansu;

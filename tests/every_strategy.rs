@@ -1,0 +1,341 @@
+//! Every built-in strategy, as shipped, with dry run off and every action
+//! routed the way `config/medic.production.example.yaml` routes it, runs to
+//! an outcome in which no step was simulated.
+//!
+//! What answers: a stateful stand-in for the Kubernetes API server
+//! (`common::kube_api`: Deployments, ReplicaSets, the scale subresource and
+//! the controller's rollout, as the API documents them) for restarts,
+//! scaling and rollbacks; a real Prometheus scraping a fixture exporter for
+//! the trees' metric conditions and waits; local servers answering as
+//! GitHub's REST API (re-run failed jobs), Slack incoming webhooks,
+//! PagerDuty's Events API v2, the health endpoints and the platform
+//! endpoints the `http` executor calls. Skipped (with a message) where no
+//! `prometheus` binary is installed; `.ci/run` installs one.
+
+mod common;
+
+use common::prometheus::{self, Exposition, Prometheus};
+use common::*;
+use medic::domain::*;
+use medic::stages::StageName;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(150);
+
+/// One failure per strategy and path: (service, type, transient, strategy,
+/// the remedy it must really have carried out).
+const CASES: &[(&str, FailureType, bool, &str, &str)] = &[
+    (
+        "nodes",
+        FailureType::Infrastructure,
+        false,
+        "infrastructure_recovery",
+        "restart_service",
+    ),
+    (
+        "memory",
+        FailureType::Resource,
+        false,
+        "infrastructure_recovery",
+        "scale_resources",
+    ),
+    (
+        "checkout",
+        FailureType::Application,
+        true,
+        "application_recovery",
+        "retry_deployment",
+    ),
+    (
+        "settings",
+        FailureType::Configuration,
+        false,
+        "configuration_fix",
+        "rollback_deployment",
+    ),
+    (
+        "orders",
+        FailureType::Data,
+        false,
+        "database_recovery",
+        "rollback_deployment",
+    ),
+    (
+        "login",
+        FailureType::Security,
+        false,
+        "security_response",
+        "rotate_credentials",
+    ),
+    (
+        "gateway",
+        FailureType::Network,
+        false,
+        "network_recovery",
+        "shift_traffic",
+    ),
+];
+
+/// Healthy signals for every service: upstream errors under 1 %, replicas
+/// caught up, no integrity check failures.
+fn exposition() -> String {
+    let mut text = String::from(
+        "# TYPE medic_fixture_upstream_error_rate gauge\n\
+         # TYPE medic_fixture_replication_lag_seconds gauge\n\
+         # TYPE medic_fixture_integrity_failures gauge\n",
+    );
+    for (service, ..) in CASES {
+        let labels = format!("service=\"{service}\",environment=\"staging\"");
+        text.push_str(&format!(
+            "medic_fixture_upstream_error_rate{{{labels}}} 0.2\n\
+             medic_fixture_replication_lag_seconds{{{labels}}} 1\n\
+             medic_fixture_integrity_failures{{{labels}}} 0\n"
+        ));
+    }
+    text
+}
+
+/// The production example's routes: the test routes every action the same way.
+fn production_routes() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(format!(
+        "{}/config/medic.production.example.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("production example");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    serde_yaml_ng::from_value(doc["orchestrate"]["executors"]["routes"].clone()).expect("routes")
+}
+
+#[test]
+fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
+    let Some(binary) = prometheus::binary() else {
+        eprintln!("no prometheus binary (apt-get install prometheus): skipping");
+        return;
+    };
+    let text: Exposition = Arc::new(Mutex::new(exposition()));
+    let target = prometheus::exporter(text.clone());
+    let p = Prometheus::start(binary, &target).expect("prometheus starts");
+    assert!(
+        p.wait_for_data(
+            "medic_fixture_integrity_failures{service=\"orders\"}",
+            Duration::from_secs(30)
+        ),
+        "prometheus scraped the exporter"
+    );
+    let (kube, kube_requests) = common::kube_api::start();
+    let (github, github_seen) = common::http::server_always(201, "");
+    let (platform, platform_seen) = common::http::server_always(200, "{}");
+    let (health, _) = common::http::server_always(200, r#"{"status":"ok"}"#);
+    let (slack, slack_seen) = common::http::server_always(200, "ok");
+    let (pagerduty, pages) = common::http::server_always(
+        202,
+        r#"{"status":"success","message":"Event processed","dedup_key":"medic"}"#,
+    );
+    let base = |url: &str| url.trim_end_matches("/hooks/medic").to_string();
+
+    let routes = production_routes();
+    let mut c = embedded("every-strategy");
+    c.config.orchestrate.dry_run = serde_yaml_ng::from_str("false").expect("dry_run");
+    c.config.notify.channels = serde_yaml_ng::from_str(&format!(
+        "[{{name: ops-slack, kind: slack, url: \"{slack}\"}},\n\
+          {{name: oncall, kind: pagerduty, url: \"{pagerduty}\", key: R0UT1NGKEY0123456789abcdefABCDEF}}]"
+    ))
+    .expect("channels");
+    let gauge = |name: &str| {
+        format!("{name}{{service=\\\"{{service}}\\\",environment=\\\"{{environment}}\\\"}}")
+    };
+    let platform = base(&platform);
+    let http_action =
+        |method: &str, path: &str| format!("{{method: {method}, url: \"{platform}/{path}\"}}");
+    let executors = format!(
+        "routes: {routes}\n\
+         kubernetes: {{api_server: \"{kube}\", token: kube-token, namespace: \"{{environment}}\", name: \"{{service}}\"}}\n\
+         github: {{api_url: \"{github}\", token: gh-token}}\n\
+         channels: {{escalate: [oncall, ops-slack], notify: [ops-slack]}}\n\
+         checks:\n  prometheus: {{url: \"{prom}\"}}\n  \
+         health_checks:\n    \
+         readiness: {{http: {{url: \"{health}/{{environment}}/{{service}}/healthz\", status: [200], successes: 2, interval_ms: 100}}}}\n    \
+         authentication: {{http: {{url: \"{health}/{{environment}}/{{service}}/auth\", body_contains: '\"status\":\"ok\"'}}}}\n    \
+         data-integrity: {{prometheus: {{query: \"{integrity}\", below: 1}}}}\n  \
+         metrics:\n    upstream_error_rate: {{query: \"{error_rate}\"}}\n    \
+         replication_lag_seconds: {{query: \"{lag}\"}}\n\
+         http:\n  actions:\n    \
+         clear_cache: {clear_cache}\n    enable_circuit_breaker: {breaker_on}\n    \
+         disable_circuit_breaker: {breaker_off}\n    enable_readonly_mode: {readonly_on}\n    \
+         disable_readonly_mode: {readonly_off}\n    failover: {failover}\n    \
+         isolate_component: {isolate}\n    rotate_credentials: {rotate}\n    \
+         shift_traffic: {shift}\n",
+        routes = serde_json::to_string(&routes).expect("routes"),
+        github = base(&github),
+        prom = p.url,
+        health = base(&health),
+        integrity = gauge("medic_fixture_integrity_failures"),
+        error_rate = gauge("medic_fixture_upstream_error_rate"),
+        lag = gauge("medic_fixture_replication_lag_seconds"),
+        clear_cache = http_action("POST", "caches/{service}/{environment}/flush"),
+        breaker_on = http_action("PUT", "breakers/{service}/{param.dependency}"),
+        breaker_off = http_action("DELETE", "breakers/{service}/{param.dependency}"),
+        readonly_on = http_action("PUT", "readonly/{param.component}"),
+        readonly_off = http_action("DELETE", "readonly/{param.component}"),
+        failover = http_action("POST", "failover/{param.component}"),
+        isolate = http_action("POST", "isolate/{service}/{environment}"),
+        rotate = http_action("POST", "rotate/{service}/{environment}"),
+        shift = http_action("POST", "traffic/{service}/{environment}/shift"),
+    );
+    c.config.orchestrate.executors = serde_yaml_ng::from_str(&executors).expect(&executors);
+    let (executors, router) = medic::app::executors_and_router(&c.config).expect("executors");
+    medic::app::check_routing(&c.config, &medic::app::Rules::builtin(), &router)
+        .expect("with dry run off, every reachable action is routed");
+    let executor: Arc<dyn medic::executors::Executor> = Arc::new(executors);
+    let decide = medic::stages::decide::Decide::new(
+        c.topics.clone(),
+        c.config.decide.clone(),
+        medic::app::Rules::builtin().policy,
+    );
+
+    let mut plans = Vec::new();
+    for (service, failure_type, transient, strategy, _) in CASES {
+        let mut failure: CategorizedFailure =
+            serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
+                .expect("example");
+        failure.failure_type = *failure_type;
+        failure.transient = *transient;
+        failure.severity = Severity::High;
+        failure.service = service.to_string();
+        failure.environment = "staging".into();
+        failure.deployment_key = format!("{service}/staging");
+        failure.ci = Some(CiRef {
+            event_id: format!("gh-{service}"),
+            platform: "github_actions".into(),
+            status: "failure".into(),
+            pipeline: "deploy".into(),
+            job: None,
+            url: None,
+            commit_sha: Some("3484a3fb816e0859fd6e1cea078d76385ff50625".into()),
+            repository: Some("Codertocat/Hello-World".into()),
+            run_id: Some("30433642".into()),
+            job_id: None,
+        });
+        let plan = decide.plan(&failure, 1);
+        assert_eq!(plan.strategy, *strategy, "{service}");
+        c.produce_avro(&c.topics.plans, &plan.deployment_key, &plan);
+        plans.push(plan);
+    }
+    let (running, _) = c.start_one(StageName::Orchestrate, executor);
+
+    // The security response waits at its gate for a person.
+    let login = plans
+        .iter()
+        .find(|p| p.service == "login")
+        .expect("login plan");
+    assert!(
+        wait_until(LONG, || {
+            let states: Vec<RecoveryState> = c.read(&c.topics.state, 1, Duration::from_secs(1));
+            states.iter().any(|s| {
+                s.recovery_id == login.recovery_id && s.status == RecoveryStatus::AwaitingApproval
+            })
+        }),
+        "the credential rotation waits for approval"
+    );
+    let approval = Approval {
+        recovery_id: login.recovery_id.clone(),
+        decision: ApprovalDecision::Approved,
+        approver: "alice".into(),
+        reason: Some("rotate it".into()),
+        decided_at: 2,
+    };
+    c.produce_avro(&c.topics.approvals, &login.deployment_key, &approval);
+    let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, CASES.len(), LONG);
+    drop(running);
+
+    for (service, _, _, strategy, remedy) in CASES {
+        let o = outcomes
+            .iter()
+            .find(|o| o.service == *service)
+            .unwrap_or_else(|| panic!("an outcome for {service}: {outcomes:?}"));
+        assert_eq!(
+            (o.strategy.as_str(), o.outcome),
+            (*strategy, Outcome::Succeeded),
+            "{service}: {}",
+            o.detail
+        );
+        assert!(!o.dry_run, "{service}");
+        assert!(
+            o.simulated_steps.is_empty(),
+            "{service}: nothing simulated, got {:?}",
+            o.simulated_steps
+        );
+        assert!(
+            o.actions.contains(&remedy.to_string()),
+            "{service} really ran {remedy}: {:?}",
+            o.actions
+        );
+        assert!(
+            o.detail.contains("steps succeeded)") && !o.detail.contains("simulated"),
+            "{service}: {}",
+            o.detail
+        );
+    }
+
+    // Each remedy reached its API.
+    let kube = kube_requests.lock().expect("lock").clone();
+    let has = |want: &str| kube.iter().any(|r| r.starts_with(want));
+    assert!(
+        has("PATCH /apis/apps/v1/namespaces/staging/deployments/nodes"),
+        "{kube:?}"
+    );
+    assert!(
+        has("PATCH /apis/apps/v1/namespaces/staging/deployments/memory/scale"),
+        "{kube:?}"
+    );
+    for rolled_back in ["settings", "orders"] {
+        assert!(
+            has(&format!("GET /apis/apps/v1/namespaces/staging/replicasets?labelSelector=app%3D{rolled_back}")),
+            "{rolled_back} read its history: {kube:?}"
+        );
+        assert!(
+            has(&format!(
+                "PATCH /apis/apps/v1/namespaces/staging/deployments/{rolled_back}"
+            )),
+            "{kube:?}"
+        );
+    }
+    let github = github_seen.lock().expect("lock").clone();
+    assert!(
+        github.iter().any(|(h, _)| {
+            h[0]
+            == "POST /repos/Codertocat/Hello-World/actions/runs/30433642/rerun-failed-jobs HTTP/1.1"
+        }),
+        "{:?}",
+        github.iter().map(|(h, _)| &h[0]).collect::<Vec<_>>()
+    );
+    let platform: Vec<String> = platform_seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(h, _)| h[0].clone())
+        .collect();
+    for call in [
+        "PUT /readonly/database",
+        "DELETE /readonly/database",
+        "POST /rotate/login/staging",
+        "PUT /breakers/gateway/upstream",
+        "POST /caches/gateway/staging/flush",
+        "POST /traffic/gateway/staging/shift",
+    ] {
+        assert!(
+            platform.iter().any(|r| r.starts_with(call)),
+            "{call}: {platform:?}"
+        );
+    }
+    assert!(
+        !slack_seen.lock().expect("lock").is_empty(),
+        "notify steps reached Slack"
+    );
+    assert!(
+        pages.lock().expect("lock").is_empty(),
+        "nothing escalated, nobody paged"
+    );
+}
