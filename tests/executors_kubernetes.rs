@@ -1018,22 +1018,23 @@ users:
         Some("application/strategic-merge-patch+json"),
     );
 
-    // The current context's user runs an exec plugin: refused, by name.
+    // The current context's user runs an exec plugin (as EKS's `aws eks
+    // get-token` does): accepted; its credential is obtained at the first
+    // request.
     let config = KubernetesConfig {
         kubeconfig: Some(path),
         ..KubernetesConfig::default()
     };
-    let e = KubeConnection::from_config(&config).expect_err("exec is unsupported");
-    assert!(matches!(e, ConnectionError::Kubeconfig { .. }), "{e:?}");
-    let message = e.to_string();
-    assert!(
-        message.contains("exec credential plugins") && message.contains("not support"),
-        "{message}"
+    let connection = KubeConnection::from_config(&config).expect("an exec plugin is fine");
+    assert_eq!(
+        connection.server().as_str(),
+        "https://prod.example.invalid:6443/"
     );
+    assert!(connection.has_token());
 
     // A token file relative to the kubeconfig, and a CA file.
     dir.write("ca.crt", CA_PEM);
-    dir.write("sa-token", "file-token\n");
+    dir.write("sa-token", "file-token");
     let path = dir.write(
         "config2",
         r#"current-context: c
@@ -1066,10 +1067,67 @@ users: [{name: u, user: {tokenFile: sa-token}}]
     }
 }
 
+/// An exec credential plugin (what `aws eks get-token`,
+/// `gke-gcloud-auth-plugin` and `kubelogin` are) runs at the first request
+/// and its token is sent; a token file with a trailing newline is refused
+/// at start, naming the fix.
+#[tokio::test]
+async fn an_exec_plugin_supplies_the_token() {
+    let (url, log) = api_server(vec![(200, json!({})), (200, deployment(3, "checkout:1.3"))]);
+    let dir = TempDir::new("exec");
+    let credential = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"exec-token"}}"#;
+    let path = dir.write(
+        "config",
+        &format!(
+            r#"apiVersion: v1
+kind: Config
+current-context: eks
+clusters: [{{name: eks, cluster: {{server: "{url}"}}}}]
+contexts: [{{name: eks, context: {{cluster: eks, user: iam, namespace: shop}}}}]
+users:
+- name: iam
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: sh
+      args:
+      - -c
+      - |
+        printf '%s' '{credential}'
+      interactiveMode: Never
+"#
+        ),
+    );
+    let config = KubernetesConfig {
+        kubeconfig: Some(path),
+        namespace: "{context_namespace}".into(),
+        ..KubernetesConfig::default()
+    };
+    let executor = KubernetesExecutor::new(&config).expect("executor");
+    run(&executor, &request("restart_service", "checkout", &[]))
+        .await
+        .expect("restarted");
+    let first = &seen(&log)[0];
+    assert_eq!(
+        first.target,
+        "/apis/apps/v1/namespaces/shop/deployments/checkout"
+    );
+    assert_eq!(first.header("authorization"), Some("Bearer exec-token"));
+
+    let token = dir.write("token", "with-newline\n");
+    let config = KubernetesConfig {
+        api_server: Some(url),
+        token_file: Some(token),
+        ..KubernetesConfig::default()
+    };
+    let e = KubeConnection::from_config(&config).expect_err("newline");
+    assert!(e.to_string().contains("printf '%s'"), "{e}");
+}
+
 #[test]
 fn in_cluster_reads_the_service_account() {
     let dir = TempDir::new("serviceaccount");
-    dir.write("token", "sa-token-value\n");
+    dir.write("token", "sa-token-value");
     dir.write("ca.crt", CA_PEM);
     dir.write("namespace", "medic\n");
     let config = KubernetesConfig {
@@ -1116,7 +1174,7 @@ async fn api_server_with_a_token_file_and_conflicting_settings() {
     // The PATCH, then the read that finds the rollout complete.
     let (url, log) = api_server(vec![(200, json!({})), (200, deployment(3, "checkout:1.3"))]);
     let dir = TempDir::new("tokenfile");
-    let token_file = dir.write("token", "from-file\n");
+    let token_file = dir.write("token", "from-file");
     let config = KubernetesConfig {
         api_server: Some(url),
         token_file: Some(token_file.clone()),

@@ -34,10 +34,10 @@
 
 mod connection;
 mod history;
-mod kubeconfig;
 mod names;
 mod rollout;
 
+use connection::error_chain;
 pub use connection::{ConnectionError, KubeConnection, KubernetesConfig, SERVICE_ACCOUNT_DIR};
 pub use history::ROLLED_BACK_BY;
 pub(crate) use history::{to_revision, undo, History, DEPLOYMENTS};
@@ -79,34 +79,46 @@ impl Api<'_> {
         body: Option<(&str, String)>,
         what: &str,
     ) -> Result<(u16, Value), StepError> {
-        let mut builder = self
+        let client = self
             .connection
-            .request(method, url)
+            .client()
+            .await
+            .map_err(|e| StepError::permanent(format!("{what}: {e}")))?;
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let mut request = http::Request::builder()
+            .method(method.as_str())
+            .uri(target)
+            .header("Accept", "application/json")
             .header("Idempotency-Key", self.idempotency_key);
-        if let Some((content_type, body)) = body {
-            builder = builder.header("Content-Type", content_type).body(body);
-        }
-        let response = builder.send().await.map_err(|e| {
-            let builder_error = e.is_builder();
-            let e = e.without_url();
-            let mut detail = format!("{what}: request failed: {e}");
-            // reqwest's message is generic; the cause (refused, TLS, ...) is in the chain.
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                detail.push_str(&format!(": {cause}"));
-                source = cause.source();
+        let payload = match body {
+            Some((content_type, body)) => {
+                request = request.header("Content-Type", content_type);
+                body.into_bytes()
             }
-            if builder_error {
-                StepError::permanent(detail)
-            } else {
-                StepError::transient(detail)
+            None => Vec::new(),
+        };
+        let request = request
+            .body(kube::client::Body::from(payload))
+            .map_err(|e| StepError::permanent(format!("{what}: {e}")))?;
+        let response = client.send(request).await.map_err(|e| {
+            let detail = format!("{what}: request failed: {}", error_chain(&e));
+            match e {
+                // Credentials that cannot be had (an exec plugin missing or
+                // refusing) do not come back by trying again at once.
+                kube::Error::Auth(_) => StepError::permanent(detail),
+                _ => StepError::transient(detail),
             }
         })?;
         let status = response.status().as_u16();
-        let text = response
-            .text()
+        let bytes = response
+            .into_body()
+            .collect_bytes()
             .await
             .map_err(|e| StepError::transient(format!("{what}: reading the answer: {e}")))?;
+        let text = String::from_utf8_lossy(&bytes);
         if !(200..300).contains(&status) {
             // The API server explains itself in a Status object's message.
             let message = serde_json::from_str::<Value>(&text)

@@ -1,34 +1,39 @@
 //! How medic reaches a Kubernetes API server, and the namespace and object
 //! name each recovery step acts on.
 //!
+//! The client is [kube](https://docs.rs/kube)'s: every way in becomes a
+//! kubeconfig that kube-client loads, so what `kubectl` accepts, medic does.
 //! Three ways in, exactly one of them configured:
 //!
 //! * `in_cluster: true` — the pod's service account, as client-go's
 //!   `rest.InClusterConfig` does it: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`,
 //!   the token and CA from the mounted service-account directory. The token
-//!   file is read again every minute, because bound service-account tokens
-//!   are rotated while the pod runs.
-//! * `kubeconfig: PATH` (and optionally `context`) — parsed here: server, CA
-//!   (file or inline data), `insecure-skip-tls-verify`, and a bearer token
-//!   (`token` or `tokenFile`). Exec plugins, auth providers, client
-//!   certificates, basic auth, impersonation, `proxy-url` and
-//!   `tls-server-name` are refused with an error that names them: silently
-//!   connecting some other way than the file says would be worse.
+//!   file is read again as kube-client refreshes it, because bound
+//!   service-account tokens are rotated while the pod runs.
+//! * `kubeconfig: PATH` (and optionally `context`) — what EKS, GKE, AKS and
+//!   kind write: CA file or data, `insecure-skip-tls-verify`, bearer tokens
+//!   and token files, client certificates, exec credential plugins
+//!   (`aws eks get-token`, `gke-gcloud-auth-plugin`, `kubelogin`), OIDC
+//!   auth providers, `proxy-url` and `tls-server-name`. The context and its
+//!   cluster are checked at start; credentials are obtained at the first
+//!   request, as `kubectl` does.
 //! * `api_server` with `token` or `token_file` and `ca_file`.
 //!
-//! When a CA is given it is the only one trusted, as with kubectl.
+//! When a CA is given it is the only one trusted, as with kubectl. The
+//! client never follows redirects.
 
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Deserialize;
+use serde_json::json;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where Kubernetes mounts the pod's service-account token, CA and namespace.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// How often a token file is read again.
-const TOKEN_REFRESH: Duration = Duration::from_secs(60);
+/// How long a connection to the API server may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection and naming settings shared by the `kubernetes` and
 /// `argo_rollouts` executors.
@@ -115,99 +120,73 @@ pub enum ConnectionError {
     Client(String),
 }
 
-/// Where the bearer token comes from.
-enum TokenSource {
-    None,
-    Static(String),
-    /// Read again after [`TOKEN_REFRESH`]; the last good value is kept when a
-    /// read fails.
-    File {
-        path: PathBuf,
-        cached: Mutex<(Instant, String)>,
-    },
-}
-
-impl TokenSource {
-    fn file(path: PathBuf) -> Result<TokenSource, ConnectionError> {
-        let token = read_token(&path)?;
-        Ok(TokenSource::File {
-            path,
-            cached: Mutex::new((Instant::now(), token)),
-        })
-    }
-
-    fn current(&self) -> Option<String> {
-        match self {
-            TokenSource::None => None,
-            TokenSource::Static(token) => Some(token.clone()),
-            TokenSource::File { path, cached } => {
-                let mut cached = cached
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if cached.0.elapsed() >= TOKEN_REFRESH {
-                    match read_token(path) {
-                        Ok(token) => *cached = (Instant::now(), token),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "keeping the previous Kubernetes token");
-                            cached.0 = Instant::now();
-                        }
-                    }
-                }
-                Some(cached.1.clone())
-            }
-        }
-    }
-}
-
-fn read_token(path: &Path) -> Result<String, ConnectionError> {
+fn read_token(path: &Path) -> Result<(), ConnectionError> {
     let token = std::fs::read_to_string(path).map_err(|source| ConnectionError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let token = token.trim().to_string();
-    if token.is_empty() {
+    if token.trim().is_empty() {
         return Err(ConnectionError::Config(format!(
             "the token file {} is empty",
             path.display()
         )));
     }
-    Ok(token)
+    // kube-client sends the file's text as it is, and a newline cannot be
+    // part of an Authorization header.
+    if token.trim() != token {
+        return Err(ConnectionError::Config(format!(
+            "the token file {} has a newline or spaces around the token; write the token alone \
+             (printf '%s' \"$TOKEN\" > {})",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, ConnectionError> {
-    std::fs::read(path).map_err(|source| ConnectionError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+fn readable(path: &Path) -> Result<(), ConnectionError> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|source| ConnectionError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
-/// How to reach one API server: its URL, an HTTP client trusting its CA, and
-/// the bearer token. `Debug` never shows the token.
+/// How to reach one API server: a kubeconfig and the context to use, checked
+/// at start; kube-client's client, built at the first request. `Debug` never
+/// shows a credential.
 pub struct KubeConnection {
     server: reqwest::Url,
-    client: reqwest::Client,
-    token: TokenSource,
     context_namespace: Option<String>,
+    has_credentials: bool,
+    kubeconfig: Kubeconfig,
+    options: KubeConfigOptions,
+    /// Where the kubeconfig came from, for errors.
+    origin: PathBuf,
+    client: tokio::sync::OnceCell<kube::Client>,
 }
 
 impl fmt::Debug for KubeConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KubeConnection")
             .field("server", &self.server.as_str())
-            .field(
-                "token",
-                &(!matches!(self.token, TokenSource::None)).then_some("<redacted>"),
-            )
+            .field("credentials", &self.has_credentials.then_some("<redacted>"))
             .field("context_namespace", &self.context_namespace)
             .finish()
     }
 }
 
-/// TLS settings gathered before the client is built.
-#[derive(Default)]
-struct Tls {
-    ca_pem: Option<Vec<u8>>,
-    insecure: bool,
+/// The kubeconfig of one cluster, one user and one context named `medic`.
+fn single(server: &str, cluster: serde_json::Value, user: serde_json::Value) -> serde_json::Value {
+    let mut cluster = cluster;
+    cluster["server"] = json!(server);
+    json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "medic",
+        "clusters": [{"name": "medic", "cluster": cluster}],
+        "users": [{"name": "medic", "user": user}],
+        "contexts": [{"name": "medic", "context": {"cluster": "medic", "user": "medic"}}]
+    })
 }
 
 impl KubeConnection {
@@ -257,10 +236,15 @@ impl KubeConnection {
                 .unwrap_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR));
             Self::in_cluster(&dir, env)
         } else if let Some(path) = &config.kubeconfig {
-            Self::from_kubeconfig(path, config.context.as_deref())
+            let kubeconfig =
+                Kubeconfig::read_from(path).map_err(|e| ConnectionError::Kubeconfig {
+                    path: path.clone(),
+                    message: error_chain(&e),
+                })?;
+            Self::build(kubeconfig, config.context.clone(), path)
         } else {
             let server = config.api_server.as_deref().unwrap_or_default();
-            let token = match (&config.token, &config.token_file) {
+            let user = match (&config.token, &config.token_file) {
                 (Some(_), Some(_)) => {
                     return Err(ConnectionError::Config(
                         "set token or token_file, not both".into(),
@@ -269,15 +253,21 @@ impl KubeConnection {
                 (Some(token), None) if token.trim().is_empty() => {
                     return Err(ConnectionError::Config("the token is empty".into()))
                 }
-                (Some(token), None) => TokenSource::Static(token.trim().to_string()),
-                (None, Some(path)) => TokenSource::file(path.clone())?,
-                (None, None) => TokenSource::None,
+                (Some(token), None) => json!({"token": token.trim()}),
+                (None, Some(path)) => {
+                    read_token(path)?;
+                    json!({"tokenFile": path})
+                }
+                (None, None) => json!({}),
             };
-            let tls = Tls {
-                ca_pem: config.ca_file.as_deref().map(read_file).transpose()?,
-                insecure: false,
+            let cluster = match &config.ca_file {
+                Some(ca) => {
+                    readable(ca)?;
+                    json!({"certificate-authority": ca})
+                }
+                None => json!({}),
             };
-            Self::build(server, token, tls, None)
+            Self::generated(single(server, cluster, user), Path::new("api_server"))
         }
     }
 
@@ -306,50 +296,65 @@ impl KubeConnection {
         } else {
             host
         };
-        let token = TokenSource::file(dir.join("token"))?;
-        let tls = Tls {
-            ca_pem: Some(read_file(&dir.join("ca.crt"))?),
-            insecure: false,
-        };
-        let namespace = std::fs::read_to_string(dir.join("namespace"))
+        let token = dir.join("token");
+        read_token(&token)?;
+        let ca = dir.join("ca.crt");
+        readable(&ca)?;
+        let mut doc = single(
+            &format!("https://{host}:{port}"),
+            json!({"certificate-authority": ca}),
+            json!({"tokenFile": token}),
+        );
+        if let Some(namespace) = std::fs::read_to_string(dir.join("namespace"))
             .ok()
             .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty());
-        Self::build(&format!("https://{host}:{port}"), token, tls, namespace)
-    }
-
-    fn from_kubeconfig(
-        path: &Path,
-        context: Option<&str>,
-    ) -> Result<KubeConnection, ConnectionError> {
-        let text = read_file(path)?;
-        let resolved = super::kubeconfig::resolve(path, &text, context)?;
-        let token = match (resolved.token, resolved.token_file) {
-            (Some(token), _) => TokenSource::Static(token),
-            (None, Some(file)) => TokenSource::file(file)?,
-            (None, None) => TokenSource::None,
-        };
-        let tls = Tls {
-            ca_pem: resolved.ca_pem,
-            insecure: resolved.insecure,
-        };
-        if tls.insecure {
-            tracing::warn!(
-                server = %resolved.server,
-                "kubeconfig sets insecure-skip-tls-verify: the API server's certificate is not checked"
-            );
+            .filter(|n| !n.is_empty())
+        {
+            doc["contexts"][0]["context"]["namespace"] = json!(namespace);
         }
-        Self::build(&resolved.server, token, tls, resolved.namespace)
+        Self::generated(doc, dir)
     }
 
+    /// A connection from a kubeconfig medic wrote itself.
+    fn generated(doc: serde_json::Value, origin: &Path) -> Result<KubeConnection, ConnectionError> {
+        let kubeconfig: Kubeconfig = serde_json::from_value(doc)
+            .map_err(|e| ConnectionError::Config(format!("cannot describe the cluster: {e}")))?;
+        Self::build(kubeconfig, None, origin)
+    }
+
+    /// Checks the context `kubeconfig` would use (`context`, else its
+    /// current one), its cluster's server and its user.
     fn build(
-        server: &str,
-        token: TokenSource,
-        tls: Tls,
-        context_namespace: Option<String>,
+        kubeconfig: Kubeconfig,
+        context: Option<String>,
+        origin: &Path,
     ) -> Result<KubeConnection, ConnectionError> {
-        let server = reqwest::Url::parse(server)
-            .map_err(|e| ConnectionError::Config(format!("'{server}' is not a URL: {e}")))?;
+        let bad = |message: String| ConnectionError::Kubeconfig {
+            path: origin.to_path_buf(),
+            message,
+        };
+        let name = context
+            .clone()
+            .or_else(|| kubeconfig.current_context.clone())
+            .ok_or_else(|| bad("no current-context, and no context configured".into()))?;
+        let named = kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.context.clone())
+            .ok_or_else(|| bad(format!("no context named '{name}'")))?;
+        let cluster = kubeconfig
+            .clusters
+            .iter()
+            .find(|c| c.name == named.cluster)
+            .and_then(|c| c.cluster.clone())
+            .ok_or_else(|| bad(format!("context '{name}' names no known cluster")))?;
+        let server_text = cluster
+            .server
+            .clone()
+            .ok_or_else(|| bad(format!("cluster '{}' has no server", named.cluster)))?;
+        let server = reqwest::Url::parse(&server_text)
+            .map_err(|e| ConnectionError::Config(format!("'{server_text}' is not a URL: {e}")))?;
         if !matches!(server.scheme(), "https" | "http") || server.cannot_be_a_base() {
             return Err(ConnectionError::Config(format!(
                 "'{server}' is not an http(s) URL"
@@ -361,32 +366,39 @@ impl KubeConnection {
                 "the API server URL must not carry credentials or a query".into(),
             ));
         }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            // An API server does not redirect; a redirect is a misconfigured proxy.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &tls.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ConnectionError::Client(format!("the CA is not PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(ConnectionError::Client(
-                    "the CA holds no certificate".into(),
-                ));
-            }
-            builder = builder.tls_certs_only(certs);
+        if cluster.insecure_skip_tls_verify == Some(true) {
+            tracing::warn!(
+                server = %server,
+                "kubeconfig sets insecure-skip-tls-verify: the API server's certificate is not checked"
+            );
         }
-        if tls.insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| ConnectionError::Client(e.to_string()))?;
+        let user = named.user.as_deref().and_then(|u| {
+            kubeconfig
+                .auth_infos
+                .iter()
+                .find(|a| a.name == u)
+                .and_then(|a| a.auth_info.clone())
+        });
+        let has_credentials = user.as_ref().is_some_and(|u| {
+            u.token.is_some()
+                || u.token_file.is_some()
+                || u.exec.is_some()
+                || u.auth_provider.is_some()
+                || u.client_certificate.is_some()
+                || u.client_certificate_data.is_some()
+        });
         Ok(KubeConnection {
             server,
-            client,
-            token,
-            context_namespace,
+            context_namespace: named.namespace.clone().filter(|n| !n.is_empty()),
+            has_credentials,
+            kubeconfig,
+            options: KubeConfigOptions {
+                context: Some(name),
+                cluster: None,
+                user: None,
+            },
+            origin: origin.to_path_buf(),
+            client: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -401,33 +413,55 @@ impl KubeConnection {
         self.context_namespace.as_deref()
     }
 
-    /// Whether requests carry a bearer token.
+    /// Whether requests carry credentials (a token, a token file, a client
+    /// certificate, an exec plugin or an auth provider).
     pub fn has_token(&self) -> bool {
-        !matches!(self.token, TokenSource::None)
+        self.has_credentials
     }
 
-    /// `server` joined with escaped path `segments`.
+    /// An API path with escaped `segments`, on a placeholder host: only its
+    /// path and query are sent, to the server the client was built for.
     pub(crate) fn url(&self, segments: &[&str]) -> reqwest::Url {
-        let mut url = self.server.clone();
+        let mut url = reqwest::Url::parse("http://kubernetes.invalid/").expect("a valid URL");
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
         url
     }
 
-    /// A request with the bearer token and `Accept: application/json`.
-    pub(crate) fn request(
-        &self,
-        method: reqwest::Method,
-        url: reqwest::Url,
-    ) -> reqwest::RequestBuilder {
-        let builder = self
-            .client
-            .request(method, url)
-            .header("Accept", "application/json");
-        match self.token.current() {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        }
+    /// kube-client's client, built on first use: credentials (exec plugins,
+    /// OIDC) are obtained as requests need them.
+    pub(crate) async fn client(&self) -> Result<&kube::Client, String> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut config =
+                    kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &self.options)
+                        .await
+                        .map_err(|e| {
+                            format!("kubeconfig {}: {}", self.origin.display(), error_chain(&e))
+                        })?;
+                config.connect_timeout = Some(CONNECT_TIMEOUT);
+                config.headers.push((
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_static(concat!("medic/", env!("CARGO_PKG_VERSION"))),
+                ));
+                kube::Client::try_from(config)
+                    .map_err(|e| format!("cannot build the Kubernetes client: {}", error_chain(&e)))
+            })
+            .await
     }
+}
+
+/// An error and its causes, one after the other.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
 }
