@@ -16,7 +16,9 @@
 //! * **recovery metrics** (from each outcome's `metrics`, outcomes that
 //!   carry them): mean recovery duration (plan to outcome), estimated and
 //!   observed downtime in total, fallbacks taken, components recovered and
-//!   the people who had to act (approvals, rejections, escalations).
+//!   the people who had to act (approvals, rejections, escalations), users
+//!   affected, and the mean error rate at the start and the end of the
+//!   recoveries that measured both.
 //! * **simulated**: recoveries with at least one step only recorded (a dry
 //!   run, or an action listed in `orchestrate.dry_run`). They are left out
 //!   of the rates, times and prevented failures above, since a simulated
@@ -87,6 +89,11 @@ pub struct Stats {
     pub components_recovered: u64,
     /// Approvals, rejections and escalations: each time a person had to act.
     pub people_acted: u64,
+    /// Users affected when the failures were reported, summed where they said.
+    pub users_affected: u64,
+    /// Mean error rate at the start and at the end, over the recoveries
+    /// that know both, and how many those are.
+    pub error_rate_start_end: Option<(f64, f64, u64)>,
 }
 
 impl Stats {
@@ -119,6 +126,7 @@ impl Stats {
         };
         let mut ttr: Vec<f64> = Vec::new();
         let mut durations: Vec<f64> = Vec::new();
+        let mut error_rates: Vec<(f64, f64)> = Vec::new();
         let (mut succeeded, mut failed, mut quiet) = (0u64, 0u64, 0u64);
         for o in latest.values() {
             s.recoveries += 1;
@@ -145,6 +153,10 @@ impl Stats {
                 s.fallbacks_used += m.fallbacks_used.len() as u64;
                 s.components_recovered += m.components_recovered.len() as u64;
                 s.people_acted += m.manual_interventions.max(0) as u64;
+                s.users_affected += m.affected_users_at_start.unwrap_or(0).max(0) as u64;
+                if let (Some(start), Some(end)) = (m.error_rate_at_start, m.error_rate_at_end) {
+                    error_rates.push((start, end));
+                }
             }
             match o.outcome {
                 Outcome::Succeeded => {
@@ -178,6 +190,12 @@ impl Stats {
         }
         if succeeded > 0 {
             s.zero_downtime_rate = Some(quiet as f64 / succeeded as f64);
+        }
+        if !error_rates.is_empty() {
+            let n = error_rates.len() as f64;
+            let start = error_rates.iter().map(|(a, _)| a).sum::<f64>() / n;
+            let end = error_rates.iter().map(|(_, b)| b).sum::<f64>() / n;
+            s.error_rate_start_end = Some((start, end, error_rates.len() as u64));
         }
         if !durations.is_empty() {
             s.mean_recovery_duration_secs =
@@ -283,7 +301,15 @@ impl fmt::Display for Stats {
             f,
             "people acted                  {} (approvals, rejections, escalations)",
             self.people_acted
-        )
+        )?;
+        writeln!(f, "users affected at start       {}", self.users_affected)?;
+        match self.error_rate_start_end {
+            Some((start, end, n)) => writeln!(
+                f,
+                "error rate, start -> end      {start:.2} -> {end:.2} (mean of {n} recoveries measured at both)"
+            ),
+            None => writeln!(f, "error rate, start -> end      - (no recovery measured it at both)"),
+        }
     }
 }
 
@@ -399,5 +425,31 @@ mod tests {
             "{text}"
         );
         assert_eq!(Stats::from_outcomes(&[]).success_rate, None);
+    }
+
+    #[test]
+    fn error_rates_and_users_affected_come_from_the_metrics() {
+        let measured = |id: &str, start: Option<f64>, end: Option<f64>, users: i64| {
+            let mut o = outcome(id, "network_recovery", Outcome::Succeeded, 10_000);
+            o.metrics = Some(crate::domain::RecoveryMetrics {
+                error_rate_at_start: start,
+                error_rate_at_end: end,
+                affected_users_at_start: Some(users),
+                ..Default::default()
+            });
+            o
+        };
+        let all = [
+            measured("a/production#0", Some(7.5), Some(0.2), 1_000),
+            measured("b/production#0", Some(2.5), Some(0.4), 200),
+            measured("c/production#0", Some(9.0), None, 0),
+        ];
+        let s = Stats::from_outcomes(&all);
+        assert_eq!(s.users_affected, 1_200);
+        let (start, end, n) = s.error_rate_start_end.expect("measured");
+        assert!((start - 5.0).abs() < 1e-9 && (end - 0.3).abs() < 1e-9 && n == 2);
+        assert!(s
+            .to_string()
+            .contains("error rate, start -> end      5.00 -> 0.30 (mean of 2 recoveries"));
     }
 }

@@ -337,8 +337,15 @@ fn a_recovery_is_verified_or_escalated_by_a_real_prometheus_query() {
         "the check really ran: {:?}",
         healthy.simulated_steps
     );
+    let at_end = |o: &RecoveryOutcome| o.metrics.as_ref().and_then(|m| m.error_rate_at_end);
+    assert_eq!(
+        at_end(healthy),
+        Some(0.2),
+        "the error rate the last check measured"
+    );
     let unhealthy = of("payments");
     assert_eq!(unhealthy.outcome, Outcome::Failed, "{}", unhealthy.detail);
+    assert_eq!(at_end(unhealthy), Some(7.5), "still high when it escalated");
     assert!(
         unhealthy.detail.contains("network on-call paged"),
         "{}",

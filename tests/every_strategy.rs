@@ -278,6 +278,15 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
             o.detail
         );
     }
+    let gateway = outcomes
+        .iter()
+        .find(|o| o.service == "gateway")
+        .and_then(|o| o.metrics.as_ref());
+    assert_eq!(
+        gateway.and_then(|m| m.error_rate_at_end),
+        Some(0.2),
+        "network_recovery's last upstream_error_rate check"
+    );
 
     // Each remedy reached its API.
     let kube = kube_requests.lock().expect("lock").clone();

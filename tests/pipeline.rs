@@ -348,6 +348,7 @@ impl Executor for Forbidden {
                 attempts: 1,
                 http_status: None,
                 retries: Vec::new(),
+                observed: None,
             }
         })
     }

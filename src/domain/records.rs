@@ -361,6 +361,11 @@ pub struct StepState {
     /// Recorded instead of done (dry run for the whole recovery or for this action).
     #[serde(default)]
     pub simulated: bool,
+    /// The metric a check step measured, and its value.
+    #[serde(default)]
+    pub observed_metric: Option<String>,
+    #[serde(default)]
+    pub observed_value: Option<f64>,
 }
 
 /// Snapshot of a deployment's latest recovery (schema `RecoveryState`).
@@ -485,6 +490,10 @@ pub struct RecoveryMetrics {
     /// Error rate when the failure was reported, when it said.
     #[serde(default)]
     pub error_rate_at_start: Option<f64>,
+    /// Error rate the recovery's last check of it measured
+    /// (`orchestrate.error_rate_metric`), when it checked.
+    #[serde(default)]
+    pub error_rate_at_end: Option<f64>,
 }
 
 /// One recovery action or decision (schema `AuditRecord`, public contract).

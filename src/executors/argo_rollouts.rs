@@ -105,6 +105,7 @@ impl ArgoRolloutsExecutor {
             return Ok(StepDone {
                 detail: format!("retried rollout {ns}/{name}"),
                 http_status: Some(status),
+                observed: None,
             });
         }
         let to = to_revision(&request.params)?;
@@ -125,6 +126,7 @@ impl ArgoRolloutsExecutor {
             return Ok(StepDone {
                 detail,
                 http_status: done.http_status,
+                observed: None,
             });
         }
         let poll = Duration::from_millis(self.rollout.poll_ms.max(1));
@@ -141,6 +143,7 @@ impl ArgoRolloutsExecutor {
             Ok(complete) => Ok(StepDone {
                 detail: format!("{detail}; rollout complete: {complete}"),
                 http_status: done.http_status,
+                observed: None,
             }),
             Err(mut e) => {
                 e.detail = format!("{detail}; {}", e.detail);

@@ -295,6 +295,7 @@ impl CommandExecutor {
             return Ok(StepDone {
                 detail,
                 http_status: None,
+                observed: None,
             });
         }
         let mut detail = match status.code() {

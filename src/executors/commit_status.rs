@@ -246,6 +246,7 @@ impl Executor for CommitStatusSink {
                 attempts,
                 http_status: status,
                 retries: Vec::new(),
+                observed: None,
             };
             let builder = match self.request(request) {
                 Ok(b) => b,
@@ -270,6 +271,7 @@ impl Executor for CommitStatusSink {
                         attempts: 1,
                         http_status: Some(response.status().as_u16()),
                         retries: Vec::new(),
+                        observed: None,
                     }
                 }
                 Ok(response) => fail(

@@ -47,6 +47,7 @@ impl Executor for DryRun {
                 attempts: 1,
                 http_status: None,
                 retries: Vec::new(),
+                observed: None,
             }
         })
     }
@@ -76,6 +77,7 @@ impl super::step::StepExecutor for DryRun {
                     request.deployment_key
                 ),
                 http_status: None,
+                observed: None,
             })
         })
     }

@@ -223,6 +223,7 @@ impl GithubExecutor {
                 Ok(StepDone {
                     detail: format!("{what}: HTTP {status}"),
                     http_status: Some(status),
+                    observed: None,
                 })
             }
             GithubOperation::DeploymentStatus => {
@@ -264,6 +265,7 @@ impl GithubExecutor {
                                 "{what}: HTTP {status} without a deployment id (GitHub may have merged the default branch instead)"
                             ),
                             http_status: Some(status),
+                            observed: None,
                         }
                     })?
                     .to_string();
@@ -289,6 +291,7 @@ impl GithubExecutor {
                 Ok(StepDone {
                     detail: format!("{what}: HTTP {status}"),
                     http_status: Some(status),
+                    observed: None,
                 })
             }
         }

@@ -157,6 +157,7 @@ impl GitlabExecutor {
         Ok(StepDone {
             detail: format!("{what}: HTTP {status}"),
             http_status: Some(status),
+            observed: None,
         })
     }
 }

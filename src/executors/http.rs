@@ -474,6 +474,7 @@ impl StepExecutor for HttpExecutor {
             Ok(StepDone {
                 detail: format!("{what}: HTTP {status}"),
                 http_status: Some(status),
+                observed: None,
             })
         })
     }

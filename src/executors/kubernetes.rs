@@ -214,6 +214,7 @@ impl KubernetesExecutor {
             Ok(complete) => Ok(StepDone {
                 detail: format!("{}; rollout complete: {complete}", done.detail),
                 http_status: done.http_status,
+                observed: None,
             }),
             Err(mut e) => {
                 e.detail = format!("{}; {}", done.detail, e.detail);
@@ -253,6 +254,7 @@ impl KubernetesExecutor {
                 let done = StepDone {
                     detail: format!("restarted deployment {ns}/{name} (restartedAt {at})"),
                     http_status: Some(status),
+                    observed: None,
                 };
                 self.settled(&api, &path, request, done).await
             }
@@ -285,6 +287,7 @@ impl KubernetesExecutor {
                         plan.max_replicas
                     ),
                     http_status: Some(status),
+                    observed: None,
                 })
             }
         }

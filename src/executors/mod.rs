@@ -101,6 +101,7 @@ impl Executor for Unconfigured {
                 attempts: 0,
                 http_status: None,
                 retries: Vec::new(),
+                observed: None,
             }
         })
     }

@@ -11,7 +11,7 @@
 
 use super::{BoxFuture, Executor};
 use crate::domain::CiRef;
-use crate::stages::{EffectRequest, EffectResult};
+use crate::stages::{EffectRequest, EffectResult, Measured};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ impl StepRequest {
 }
 
 /// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepError {
     /// Worth another attempt (timeouts, connection errors, 429, 5xx).
     pub retryable: bool,
@@ -60,6 +60,8 @@ pub struct StepError {
     pub detail: String,
     /// HTTP status, when an HTTP API answered.
     pub http_status: Option<u16>,
+    /// What a check measured before it failed.
+    pub observed: Option<Measured>,
 }
 
 impl StepError {
@@ -69,6 +71,7 @@ impl StepError {
             retryable: false,
             detail: detail.into(),
             http_status: None,
+            observed: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl StepError {
             retryable: true,
             detail: detail.into(),
             http_status: None,
+            observed: None,
         }
     }
 
@@ -88,17 +92,20 @@ impl StepError {
             retryable: status == 408 || status == 429 || status >= 500,
             detail: detail.into(),
             http_status: Some(status),
+            observed: None,
         }
     }
 }
 
 /// What one successful attempt did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepDone {
     /// What was done, for the audit trail (no secrets).
     pub detail: String,
     /// HTTP status, when an HTTP API answered.
     pub http_status: Option<u16>,
+    /// What a check measured.
+    pub observed: Option<Measured>,
 }
 
 /// The result of one attempt.
@@ -215,7 +222,7 @@ impl StepRouter {
 
 /// A call made with retries: the last attempt's result, how many attempts
 /// were made, and why each attempt before the last failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempted {
     /// The last attempt's result.
     pub result: StepResult,
@@ -228,9 +235,9 @@ pub struct Attempted {
 impl Attempted {
     /// The result a stage sees, details prefixed with `kind`.
     pub fn into_effect_result(self, idempotency_key: &str, kind: &str) -> EffectResult {
-        let (success, detail, http_status) = match self.result {
-            Ok(done) => (true, done.detail, done.http_status),
-            Err(e) => (false, e.detail, e.http_status),
+        let (success, detail, http_status, observed) = match self.result {
+            Ok(done) => (true, done.detail, done.http_status, done.observed),
+            Err(e) => (false, e.detail, e.http_status, e.observed),
         };
         EffectResult {
             idempotency_key: idempotency_key.to_string(),
@@ -239,6 +246,7 @@ impl Attempted {
             attempts: self.attempts,
             http_status,
             retries: self.retries,
+            observed,
         }
     }
 }
@@ -307,6 +315,7 @@ impl Executor for StepRouter {
                     attempts: 0,
                     http_status: None,
                     retries: Vec::new(),
+                    observed: None,
                 };
             };
             let step_request = StepRequest {
@@ -339,6 +348,7 @@ impl Executor for StepRouter {
                     attempts: 0,
                     http_status: None,
                     retries: Vec::new(),
+                    observed: None,
                 };
             }
             self.run(executor.as_ref(), &step_request).await
@@ -376,6 +386,7 @@ mod tests {
                     None => Ok(StepDone {
                         detail: format!("done on call {}", n + 1),
                         http_status: Some(200),
+                        observed: None,
                     }),
                 }
             })

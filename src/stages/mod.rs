@@ -255,6 +255,16 @@ pub enum CommitState {
     Failure,
 }
 
+/// A value a check measured: the metric's name and its latest value (the
+/// worst over the series the query returned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// The metric or health check, as the tree names it.
+    pub metric: String,
+    /// What it measured.
+    pub value: f64,
+}
+
 /// What came of a side effect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectResult {
@@ -270,6 +280,8 @@ pub struct EffectResult {
     pub http_status: Option<u16>,
     /// Why each attempt before the last failed (the retries), in order.
     pub retries: Vec<String>,
+    /// What a check measured, when the step was one.
+    pub observed: Option<Measured>,
 }
 
 /// Why a stage could not handle a record. The runner's response differs:

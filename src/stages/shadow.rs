@@ -90,6 +90,7 @@ impl Shadow {
                             attempts: 1,
                             http_status: None,
                             retries: Vec::new(),
+                            observed: None,
                         },
                         now,
                     )?),

@@ -182,6 +182,7 @@ impl Probe {
                         self.name, answer.what
                     ),
                     http_status: None,
+                    observed: None,
                 });
             }
             if bad >= self.config.failures {

@@ -17,6 +17,7 @@ use super::NoData;
 use crate::executors::outbound;
 use crate::executors::step::{StepDone, StepError, StepRequest, StepResult};
 use crate::executors::template::{Slot, Template};
+use crate::stages::Measured;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,6 +306,24 @@ pub fn judge(series: &[Series], threshold: Threshold, window: Option<(f64, f64)>
     })
 }
 
+/// The latest sample of each series, and of those the worst for
+/// `threshold` (the highest against `below`, else the lowest): what the
+/// check saw last.
+pub fn latest(series: &[Series], threshold: Threshold) -> Option<f64> {
+    let last = series.iter().filter_map(|s| {
+        s.samples
+            .iter()
+            .rev()
+            .map(|(_, v)| *v)
+            .find(|v| !v.is_nan())
+    });
+    if threshold.below.is_some() || threshold.above.is_none() {
+        last.reduce(f64::max)
+    } else {
+        last.reduce(f64::min)
+    }
+}
+
 /// A query check, built and checked.
 pub struct QueryCheck {
     name: String,
@@ -422,18 +441,25 @@ impl QueryCheck {
             String::new()
         };
         let name = &self.name;
+        let observed = latest(&series, threshold).map(|value| Measured {
+            metric: name.clone(),
+            value,
+        });
         match judge(&series, threshold, window) {
             Verdict::Holds(seen) => Ok(StepDone {
                 detail: format!("{name} {threshold}{over}: {seen}"),
                 http_status: None,
+                observed,
             }),
-            Verdict::Fails(why) => Err(StepError::permanent(format!(
-                "{name} not {threshold}{over}: {why}"
-            ))),
+            Verdict::Fails(why) => Err(StepError {
+                observed,
+                ..StepError::permanent(format!("{name} not {threshold}{over}: {why}"))
+            }),
             Verdict::NoData(why) => match self.on_no_data {
                 NoData::Healthy => Ok(StepDone {
                     detail: format!("{name} inconclusive ({why}); on_no_data: healthy"),
                     http_status: None,
+                    observed: None,
                 }),
                 NoData::Unhealthy => Err(StepError::permanent(format!(
                     "{name} inconclusive: {why}; counted as unhealthy (on_no_data)"
@@ -473,6 +499,29 @@ mod tests {
         let string = br#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#;
         assert!(parse(string).is_err());
         assert!(parse(b"<html>").is_err());
+    }
+
+    #[test]
+    fn the_latest_worst_value_is_what_the_check_measured() {
+        let series = |samples: Vec<(f64, f64)>| Series {
+            labels: String::new(),
+            samples,
+        };
+        let both = [
+            series(vec![(1.0, 9.0), (2.0, 0.5)]),
+            series(vec![(1.0, 0.1), (2.0, 0.7), (3.0, f64::NAN)]),
+        ];
+        let below = Threshold {
+            below: Some(1.0),
+            above: None,
+        };
+        let above = Threshold {
+            below: None,
+            above: Some(0.2),
+        };
+        assert_eq!(latest(&both, below), Some(0.7), "last samples, the highest");
+        assert_eq!(latest(&both, above), Some(0.5), "last samples, the lowest");
+        assert_eq!(latest(&[], below), None);
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub(crate) async fn undo(
                 revision_of(object, history.revision_annotation).unwrap_or(0)
             ),
             http_status: None,
+            observed: None,
         });
     }
     let Some(uid) = metadata["uid"].as_str().filter(|u| !u.is_empty()) else {
@@ -197,6 +198,7 @@ pub(crate) async fn undo(
                 "skipped rollback of {shown_name}: its template already matches revision {revision}"
             ),
             http_status: None,
+            observed: None,
         });
     }
 
@@ -240,6 +242,7 @@ pub(crate) async fn undo(
     Ok(StepDone {
         detail: format!("rolled back {shown_name} from revision {current} to revision {revision}"),
         http_status: Some(status),
+        observed: None,
     })
 }
 

@@ -85,6 +85,7 @@ impl Sink for EmailSink {
                 Ok(response) => Ok(StepDone {
                     detail: format!("SMTP {}", response.code()),
                     http_status: None,
+                    observed: None,
                 }),
                 Err(e) if e.is_permanent() => Err(StepError::permanent(format!("SMTP: {e}"))),
                 Err(e) => Err(StepError::transient(format!("SMTP: {e}"))),

@@ -198,6 +198,7 @@ fn unconfigured(key: &str, detail: &str) -> EffectResult {
         attempts: 0,
         http_status: None,
         retries: Vec::new(),
+        observed: None,
     }
 }
 

@@ -112,6 +112,7 @@ impl Sink for OpsgenieSink {
                 return Ok(StepDone {
                     detail: "nothing to alert: the recovery was skipped".into(),
                     http_status: None,
+                    observed: None,
                 });
             };
             let (url, what) = match &update {
@@ -136,6 +137,7 @@ impl Sink for OpsgenieSink {
             Ok(StepDone {
                 detail: format!("{what}: HTTP {status}"),
                 http_status: Some(status),
+                observed: None,
             })
         })
     }

@@ -118,6 +118,7 @@ impl Sink for PagerdutySink {
                 return Ok(StepDone {
                     detail: "nothing to page: the recovery was skipped".into(),
                     http_status: None,
+                    observed: None,
                 });
             };
             let action = event["event_action"]
@@ -138,6 +139,7 @@ impl Sink for PagerdutySink {
                     event["dedup_key"].as_str().unwrap_or("")
                 ),
                 http_status: Some(status),
+                observed: None,
             })
         })
     }

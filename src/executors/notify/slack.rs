@@ -52,6 +52,7 @@ impl Sink for SlackSink {
             Ok(StepDone {
                 detail: format!("HTTP {status}"),
                 http_status: Some(status),
+                observed: None,
             })
         })
     }

@@ -145,6 +145,7 @@ impl StepExecutor for ChannelSteps {
             Ok(StepDone {
                 detail,
                 http_status: None,
+                observed: None,
             })
         })
     }

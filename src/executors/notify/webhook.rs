@@ -51,6 +51,7 @@ impl Sink for WebhookSink {
             Ok(StepDone {
                 detail: format!("HTTP {status}"),
                 http_status: Some(status),
+                observed: None,
             })
         })
     }

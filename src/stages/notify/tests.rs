@@ -126,6 +126,7 @@ fn delivered(key: &str, retries: Vec<String>) -> EffectResult {
         attempts: retries.len() as u32 + 1,
         http_status: Some(200),
         retries,
+        observed: None,
     }
 }
 
@@ -240,6 +241,7 @@ fn the_delivery_result_and_its_retries_are_recorded() {
         attempts: 3,
         http_status: Some(404),
         retries: vec!["HTTP 503".into(), "HTTP 503".into()],
+        observed: None,
     };
     let [record] = records(&n.on_effect(failed, 10).expect("ok"))
         .try_into()

@@ -47,6 +47,9 @@ pub struct OrchestrateConfig<X = ()> {
     /// What an unanswered hold, or a gate without its own `on_timeout`,
     /// does when its time is up.
     pub on_hold_timeout: HoldPolicy,
+    /// The metric whose last check in a recovery is its error rate at the
+    /// end (`RecoveryMetrics.error_rate_at_end`).
+    pub error_rate_metric: String,
 }
 
 /// What a hold or gate nobody answered does.
@@ -134,6 +137,7 @@ impl<X: Default> Default for OrchestrateConfig<X> {
             cleanup_temporary_measures: true,
             hold_timeout_secs: 3600,
             on_hold_timeout: HoldPolicy::Escalate,
+            error_rate_metric: "upstream_error_rate".into(),
         }
     }
 }
@@ -153,6 +157,7 @@ impl<X> OrchestrateConfig<X> {
             cleanup_temporary_measures: self.cleanup_temporary_measures,
             hold_timeout_secs: self.hold_timeout_secs,
             on_hold_timeout: self.on_hold_timeout,
+            error_rate_metric: self.error_rate_metric,
         }
     }
 }

@@ -97,7 +97,14 @@ impl Orchestrate {
             .constraints
             .get(&state.environment)
             .is_none_or(|c| c.readonly_mode_acceptable);
-        let metrics = metrics_of(state, outcome, now, readonly_acceptable, &|s| ran(&s));
+        let metrics = metrics_of(
+            state,
+            outcome,
+            now,
+            readonly_acceptable,
+            &self.config.error_rate_metric,
+            &|s| ran(&s),
+        );
         let done: Vec<String> = state
             .steps
             .iter()

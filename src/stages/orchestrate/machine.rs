@@ -63,6 +63,8 @@ pub(super) fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
         finished_at: None,
         detail: None,
         simulated: false,
+        observed_metric: None,
+        observed_value: None,
     };
     let has_program = plan
         .steps
@@ -98,6 +100,8 @@ pub(super) fn program_of(plan: &RecoveryPlan) -> (Vec<StepState>, String) {
         finished_at: None,
         detail: None,
         simulated: false,
+        observed_metric: None,
+        observed_value: None,
     };
     steps.push(end(
         n,
@@ -369,6 +373,8 @@ impl Orchestrate {
                             finished_at: None,
                             detail: None,
                             simulated: false,
+                            observed_metric: None,
+                            observed_value: None,
                         });
                         added.push(index);
                     }

@@ -1,6 +1,7 @@
 //! What a recovery measures about itself when it ends ([`RecoveryMetrics`]):
 //! how long it took, how long it could have and did interrupt service, what
-//! it brought back, which fallbacks it took and how often people had to act.
+//! it brought back, which fallbacks it took, how often people had to act,
+//! and the error rate it measured last.
 
 use super::*;
 
@@ -11,6 +12,7 @@ pub(super) fn metrics_of(
     outcome: Outcome,
     now: Millis,
     readonly_acceptable: bool,
+    error_rate_metric: &str,
     ran: &dyn Fn(&StepState) -> bool,
 ) -> RecoveryMetrics {
     let taken: Vec<&StepState> = state.steps.iter().filter(|s| ran(s)).collect();
@@ -87,5 +89,12 @@ pub(super) fn metrics_of(
         manual_interventions: (approvals + escalations) as i32,
         affected_users_at_start: state.affected_users,
         error_rate_at_start: state.error_rate,
+        error_rate_at_end: state
+            .steps
+            .iter()
+            .filter(|s| !s.simulated && s.observed_metric.as_deref() == Some(error_rate_metric))
+            .filter_map(|s| Some((s.finished_at?, s.observed_value?)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, value)| value),
     }
 }

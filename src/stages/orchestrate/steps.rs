@@ -281,6 +281,10 @@ impl Orchestrate {
         };
         step.finished_at = Some(now);
         step.detail = Some(result.detail.clone());
+        if let Some(m) = &result.observed {
+            step.observed_metric = Some(m.metric.clone());
+            step.observed_value = Some(m.value);
+        }
         step.status = if result.success {
             StepStatus::Succeeded
         } else {

@@ -85,6 +85,7 @@ fn drive_at(
                                 attempts: 1,
                                 http_status: None,
                                 retries: Vec::new(),
+                                observed: None,
                             },
                             now,
                         )
@@ -456,6 +457,7 @@ fn a_restart_mid_recovery_resumes_without_repeating_finished_steps() {
                     attempts: 1,
                     http_status: None,
                     retries: Vec::new(),
+                    observed: None,
                 },
                 20,
             )
@@ -754,6 +756,7 @@ fn parallel_branches_start_together_and_waits_wait() {
                                 attempts: 1,
                                 http_status: None,
                                 retries: Vec::new(),
+                                observed: None,
                             },
                             11,
                         )
@@ -818,6 +821,7 @@ fn a_restarted_instance_resumes_a_started_step_once_with_the_same_key() {
                                         attempts: 1,
                                         http_status: None,
                                         retries: Vec::new(),
+                                        observed: None,
                                     },
                                     11,
                                 )
