@@ -24,9 +24,11 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(150);
 
+type Case = (&'static str, FailureType, bool, &'static str, &'static str);
+
 /// One failure per strategy and path: (service, type, transient, strategy,
 /// the remedy it must really have carried out).
-const CASES: &[(&str, FailureType, bool, &str, &str)] = &[
+const CASES: &[Case] = &[
     (
         "nodes",
         FailureType::Infrastructure,
@@ -80,13 +82,13 @@ const CASES: &[(&str, FailureType, bool, &str, &str)] = &[
 
 /// Healthy signals for every service: upstream errors under 1 %, replicas
 /// caught up, no integrity check failures.
-fn exposition() -> String {
+fn exposition(cases: &[Case]) -> String {
     let mut text = String::from(
         "# TYPE medic_fixture_upstream_error_rate gauge\n\
          # TYPE medic_fixture_replication_lag_seconds gauge\n\
          # TYPE medic_fixture_integrity_failures gauge\n",
     );
-    for (service, ..) in CASES {
+    for (service, ..) in cases {
         let labels = format!("service=\"{service}\",environment=\"staging\"");
         text.push_str(&format!(
             "medic_fixture_upstream_error_rate{{{labels}}} 0.2\n\
@@ -108,18 +110,33 @@ fn production_routes() -> BTreeMap<String, String> {
     serde_yaml_ng::from_value(doc["orchestrate"]["executors"]["routes"].clone()).expect("routes")
 }
 
-#[test]
-fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
+/// What one run saw: the outcomes and each scripted server's requests.
+struct World {
+    outcomes: Vec<RecoveryOutcome>,
+    kube: Vec<String>,
+    github: Vec<String>,
+    platform: Vec<String>,
+    slack: usize,
+    pages: usize,
+}
+
+/// Runs one recovery per case with dry run off and the production routes,
+/// `rollouts` routing rollbacks and retries to Argo Rollouts instead;
+/// `None` when no `prometheus` binary is installed.
+fn run(name: &str, cases: &[Case], rollouts: bool) -> Option<World> {
     let Some(binary) = prometheus::binary() else {
-        eprintln!("no prometheus binary (apt-get install prometheus): skipping");
-        return;
+        eprintln!("no prometheus binary (apt-get install prometheus): skipping {name}");
+        return None;
     };
-    let text: Exposition = Arc::new(Mutex::new(exposition()));
+    let text: Exposition = Arc::new(Mutex::new(exposition(cases)));
     let target = prometheus::exporter(text.clone());
     let p = Prometheus::start(binary, &target).expect("prometheus starts");
     assert!(
         p.wait_for_data(
-            "medic_fixture_integrity_failures{service=\"orders\"}",
+            &format!(
+                "medic_fixture_integrity_failures{{service=\"{}\"}}",
+                cases[0].0
+            ),
             Duration::from_secs(30)
         ),
         "prometheus scraped the exporter"
@@ -135,8 +152,13 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
     );
     let base = |url: &str| url.trim_end_matches("/hooks/medic").to_string();
 
-    let routes = production_routes();
-    let mut c = embedded("every-strategy");
+    let mut routes = production_routes();
+    if rollouts {
+        for action in ["rollback_deployment", "retry_deployment"] {
+            routes.insert(action.into(), "argo_rollouts".into());
+        }
+    }
+    let mut c = embedded(name);
     c.config.orchestrate.dry_run = serde_yaml_ng::from_str("false").expect("dry_run");
     c.config.notify.channels = serde_yaml_ng::from_str(&format!(
         "[{{name: ops-slack, kind: slack, url: \"{slack}\"}},\n\
@@ -152,6 +174,7 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
     let executors = format!(
         "routes: {routes}\n\
          kubernetes: {{api_server: \"{kube}\", token: kube-token, namespace: \"{{environment}}\", name: \"{{service}}\"}}\n\
+         argo_rollouts: {{api_server: \"{kube}\", token: kube-token, namespace: \"{{environment}}\", name: \"{{service}}\"}}\n\
          github: {{api_url: \"{github}\", token: gh-token}}\n\
          channels: {{escalate: [oncall, ops-slack], notify: [ops-slack]}}\n\
          checks:\n  prometheus: {{url: \"{prom}\"}}\n  \
@@ -196,7 +219,7 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
     );
 
     let mut plans = Vec::new();
-    for (service, failure_type, transient, strategy, _) in CASES {
+    for (service, failure_type, transient, strategy, _) in cases {
         let mut failure: CategorizedFailure =
             serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
                 .expect("example");
@@ -226,31 +249,52 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
     let (running, _) = c.start_one(StageName::Orchestrate, executor);
 
     // The security response waits at its gate for a person.
-    let login = plans
-        .iter()
-        .find(|p| p.service == "login")
-        .expect("login plan");
-    assert!(
-        wait_until(LONG, || {
-            let states: Vec<RecoveryState> = c.read(&c.topics.state, 1, Duration::from_secs(1));
-            states.iter().any(|s| {
-                s.recovery_id == login.recovery_id && s.status == RecoveryStatus::AwaitingApproval
-            })
-        }),
-        "the credential rotation waits for approval"
-    );
-    let approval = Approval {
-        recovery_id: login.recovery_id.clone(),
-        decision: ApprovalDecision::Approved,
-        approver: "alice".into(),
-        reason: Some("rotate it".into()),
-        decided_at: 2,
-    };
-    c.produce_avro(&c.topics.approvals, &login.deployment_key, &approval);
-    let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, CASES.len(), LONG);
+    if let Some(login) = plans.iter().find(|p| p.service == "login") {
+        assert!(
+            wait_until(LONG, || {
+                let states: Vec<RecoveryState> = c.read(&c.topics.state, 1, Duration::from_secs(1));
+                states.iter().any(|s| {
+                    s.recovery_id == login.recovery_id
+                        && s.status == RecoveryStatus::AwaitingApproval
+                })
+            }),
+            "the credential rotation waits for approval"
+        );
+        let approval = Approval {
+            recovery_id: login.recovery_id.clone(),
+            decision: ApprovalDecision::Approved,
+            approver: "alice".into(),
+            reason: Some("rotate it".into()),
+            decided_at: 2,
+        };
+        c.produce_avro(&c.topics.approvals, &login.deployment_key, &approval);
+    }
+    let outcomes: Vec<RecoveryOutcome> = c.read(&c.topics.outcomes, cases.len(), LONG);
     drop(running);
+    let lines = |seen: &common::http::Seen| -> Vec<String> {
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .map(|(h, _)| h[0].clone())
+            .collect()
+    };
+    let world = World {
+        outcomes,
+        kube: kube_requests.lock().expect("lock").clone(),
+        github: lines(&github_seen),
+        platform: lines(&platform_seen),
+        slack: slack_seen.lock().expect("lock").len(),
+        pages: pages.lock().expect("lock").len(),
+    };
+    Some(world)
+}
 
-    for (service, _, _, strategy, remedy) in CASES {
+/// Every case's outcome: its strategy, succeeded, nothing simulated, its
+/// remedy really run.
+fn all_succeeded_for_real(world: &World, cases: &[Case]) {
+    let outcomes = &world.outcomes;
+
+    for (service, _, _, strategy, remedy) in cases {
         let o = outcomes
             .iter()
             .find(|o| o.service == *service)
@@ -278,6 +322,15 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
             o.detail
         );
     }
+}
+
+#[test]
+fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
+    let Some(world) = run("every-strategy", CASES, false) else {
+        return;
+    };
+    all_succeeded_for_real(&world, CASES);
+    let outcomes = &world.outcomes;
     let gateway = outcomes
         .iter()
         .find(|o| o.service == "gateway")
@@ -289,8 +342,8 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
     );
 
     // Each remedy reached its API.
-    let kube = kube_requests.lock().expect("lock").clone();
-    let has = |want: &str| kube.iter().any(|r| r.starts_with(want));
+    let has = |want: &str| world.kube.iter().any(|r| r.starts_with(want));
+    let kube = &world.kube;
     assert!(
         has("PATCH /apis/apps/v1/namespaces/staging/deployments/nodes"),
         "{kube:?}"
@@ -301,7 +354,9 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
     );
     for rolled_back in ["settings", "orders"] {
         assert!(
-            has(&format!("GET /apis/apps/v1/namespaces/staging/replicasets?labelSelector=app%3D{rolled_back}")),
+            has(&format!(
+                "GET /apis/apps/v1/namespaces/staging/replicasets?labelSelector=app%3D{rolled_back}"
+            )),
             "{rolled_back} read its history: {kube:?}"
         );
         assert!(
@@ -311,21 +366,14 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
             "{kube:?}"
         );
     }
-    let github = github_seen.lock().expect("lock").clone();
     assert!(
-        github.iter().any(|(h, _)| {
-            h[0]
+        world.github.iter().any(|r| {
+            r
             == "POST /repos/Codertocat/Hello-World/actions/runs/30433642/rerun-failed-jobs HTTP/1.1"
         }),
         "{:?}",
-        github.iter().map(|(h, _)| &h[0]).collect::<Vec<_>>()
+        world.github
     );
-    let platform: Vec<String> = platform_seen
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(h, _)| h[0].clone())
-        .collect();
     for call in [
         "PUT /readonly/database",
         "DELETE /readonly/database",
@@ -335,16 +383,81 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
         "POST /traffic/gateway/staging/shift",
     ] {
         assert!(
-            platform.iter().any(|r| r.starts_with(call)),
-            "{call}: {platform:?}"
+            world.platform.iter().any(|r| r.starts_with(call)),
+            "{call}: {:?}",
+            world.platform
+        );
+    }
+    assert!(world.slack > 0, "notify steps reached Slack");
+    assert_eq!(world.pages, 0, "nothing escalated, nobody paged");
+}
+
+/// The trees that roll back or retry, with those actions routed to Argo
+/// Rollouts: abort then undo to the previous revision (the status
+/// subresource, the rollout's ReplicaSets, a JSON patch of the template),
+/// and retry by clearing the abort.
+#[test]
+fn rollbacks_and_retries_run_on_argo_rollouts_too() {
+    const ARGO: &[Case] = &[
+        (
+            "cart",
+            FailureType::Application,
+            false,
+            "application_recovery",
+            "rollback_deployment",
+        ),
+        (
+            "search",
+            FailureType::Application,
+            true,
+            "application_recovery",
+            "retry_deployment",
+        ),
+        (
+            "flags",
+            FailureType::Configuration,
+            false,
+            "configuration_fix",
+            "rollback_deployment",
+        ),
+        (
+            "ledger",
+            FailureType::Data,
+            false,
+            "database_recovery",
+            "rollback_deployment",
+        ),
+    ];
+    let Some(world) = run("every-strategy-argo", ARGO, true) else {
+        return;
+    };
+    all_succeeded_for_real(&world, ARGO);
+    let has = |want: &str| world.kube.iter().any(|r| r.starts_with(want));
+    let kube = &world.kube;
+    for rolled_back in ["cart", "flags", "ledger"] {
+        let rollout =
+            format!("/apis/argoproj.io/v1alpha1/namespaces/staging/rollouts/{rolled_back}");
+        assert!(
+            has(&format!("PATCH {rollout}/status")),
+            "{rolled_back} aborted: {kube:?}"
+        );
+        assert!(
+            has(&format!(
+                "GET /apis/apps/v1/namespaces/staging/replicasets?labelSelector=app%3D{rolled_back}"
+            )),
+            "{rolled_back} read its history: {kube:?}"
+        );
+        assert!(
+            world.kube.iter().any(|r| r == &format!("PATCH {rollout}")),
+            "{rolled_back} undone: {kube:?}"
         );
     }
     assert!(
-        !slack_seen.lock().expect("lock").is_empty(),
-        "notify steps reached Slack"
+        has("PATCH /apis/argoproj.io/v1alpha1/namespaces/staging/rollouts/search/status"),
+        "search retried: {kube:?}"
     );
     assert!(
-        pages.lock().expect("lock").is_empty(),
-        "nothing escalated, nobody paged"
+        !has("PATCH /apis/apps/v1/namespaces/staging/deployments/cart"),
+        "no Deployment was touched for a Rollout: {kube:?}"
     );
 }

@@ -1,12 +1,15 @@
-//! A stateful stand-in for the Kubernetes API server's `apps/v1` Deployments,
-//! for tests that run whole recoveries: it keeps each Deployment and its
-//! ReplicaSets, applies the patches `kubectl` sends (strategic merge and
-//! merge patches as RFC 7386 merges, JSON patches' `add` and `replace`), and
-//! plays the Deployment controller: a new pod template gets the next
-//! revision, a ReplicaSet of its own and, at once, a completed rollout
-//! (`observedGeneration`, updated and available replicas). Every Deployment
-//! a test asks for exists at revision 2, with the ReplicaSets of revisions 1
-//! and 2; anything else is a `404` Status, as the API server answers.
+//! A stateful stand-in for the Kubernetes API server's `apps/v1` Deployments
+//! and Argo Rollouts' `argoproj.io/v1alpha1` Rollouts, for tests that run
+//! whole recoveries: it keeps each workload and its ReplicaSets, applies the
+//! patches `kubectl` and the Argo Rollouts plugin send (strategic merge and
+//! merge patches as RFC 7386 merges, JSON patches' `add` and `replace`, the
+//! Rollout `status` subresource), and plays the controllers: a new pod
+//! template gets the next revision, a ReplicaSet of its own and, at once, a
+//! completed rollout (Deployment: `observedGeneration`, updated and
+//! available replicas; Rollout: `observedGeneration` and phase `Healthy`).
+//! Every workload a test asks for exists at revision 2, with the ReplicaSets
+//! of revisions 1 and 2; anything else is a `404` Status, as the API server
+//! answers.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -17,9 +20,37 @@ use std::sync::{Arc, Mutex};
 /// `METHOD path?query` of every request, in order.
 pub type Requests = Arc<Mutex<Vec<String>>>;
 
+/// What differs between the two workload kinds.
+#[derive(Clone, Copy)]
+struct Kind {
+    plural: &'static str,
+    kind: &'static str,
+    api_version: &'static str,
+    revision: &'static str,
+    hash_label: &'static str,
+}
+
+const DEPLOYMENT: Kind = Kind {
+    plural: "deployments",
+    kind: "Deployment",
+    api_version: "apps/v1",
+    revision: "deployment.kubernetes.io/revision",
+    hash_label: "pod-template-hash",
+};
+
+const ROLLOUT: Kind = Kind {
+    plural: "rollouts",
+    kind: "Rollout",
+    api_version: "argoproj.io/v1alpha1",
+    revision: "rollout.argoproj.io/revision",
+    hash_label: "rollouts-pod-template-hash",
+};
+
+type Key = (&'static str, String, String);
+
 #[derive(Default)]
 struct Cluster {
-    deployments: BTreeMap<(String, String), Value>,
+    workloads: BTreeMap<Key, Value>,
     replica_sets: BTreeMap<(String, String), Vec<Value>>,
 }
 
@@ -30,74 +61,91 @@ fn template(name: &str, image: &str) -> Value {
     })
 }
 
-fn replica_set(ns: &str, name: &str, uid: &str, revision: u64, template: &Value) -> Value {
+fn replica_set(k: Kind, ns: &str, name: &str, uid: &str, revision: u64, template: &Value) -> Value {
     let hash = format!("h{revision}");
     let mut t = template.clone();
-    t["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+    t["metadata"]["labels"][k.hash_label] = json!(hash);
     json!({
         "metadata": {
             "name": format!("{name}-{hash}"), "namespace": ns, "uid": format!("{uid}-rs{revision}"),
-            "labels": {"app": name, "pod-template-hash": hash},
-            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+            "labels": {"app": name, k.hash_label: hash},
+            "annotations": {k.revision: revision.to_string()},
+            "ownerReferences": [{"apiVersion": k.api_version, "kind": k.kind, "name": name,
                                  "uid": uid, "controller": true}]
         },
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name, "pod-template-hash": hash}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name, k.hash_label: hash}},
                  "template": t},
         "status": {"replicas": 0}
     })
 }
 
+/// The controller's view of a finished rollout at `generation`.
+fn complete(k: Kind, generation: u64, replicas: u64) -> Value {
+    if k.plural == "rollouts" {
+        json!({"observedGeneration": generation.to_string(), "phase": "Healthy",
+               "replicas": replicas, "availableReplicas": replicas, "stableRS": "stable"})
+    } else {
+        json!({"observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]})
+    }
+}
+
 impl Cluster {
-    fn deployment(&mut self, ns: &str, name: &str) -> &mut Value {
-        let key = (ns.to_string(), name.to_string());
-        if !self.deployments.contains_key(&key) {
-            let uid = format!("uid-{ns}-{name}");
+    fn workload(&mut self, k: Kind, ns: &str, name: &str) -> &mut Value {
+        let key: Key = (k.plural, ns.to_string(), name.to_string());
+        if !self.workloads.contains_key(&key) {
+            let uid = format!("uid-{}-{ns}-{name}", k.plural);
             let old = template(name, &format!("{name}:1.0"));
             let current = template(name, &format!("{name}:1.1"));
             self.replica_sets.insert(
-                key.clone(),
+                (ns.to_string(), name.to_string()),
                 vec![
-                    replica_set(ns, name, &uid, 1, &old),
-                    replica_set(ns, name, &uid, 2, &current),
+                    replica_set(k, ns, name, &uid, 1, &old),
+                    replica_set(k, ns, name, &uid, 2, &current),
                 ],
             );
-            self.deployments.insert(
+            self.workloads.insert(
                 key.clone(),
                 json!({
-                    "kind": "Deployment", "apiVersion": "apps/v1",
+                    "kind": k.kind, "apiVersion": k.api_version,
                     "metadata": {"name": name, "namespace": ns, "uid": uid, "generation": 2,
                                  "labels": {"app": name},
-                                 "annotations": {"deployment.kubernetes.io/revision": "2"}},
+                                 "annotations": {k.revision: "2"}},
                     "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
                              "template": current, "progressDeadlineSeconds": 600},
-                    "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3,
-                               "availableReplicas": 3, "readyReplicas": 3}
+                    "status": complete(k, 2, 3)
                 }),
             );
         }
-        self.deployments.get_mut(&key).expect("just inserted")
+        self.workloads.get_mut(&key).expect("just inserted")
     }
 
     /// The controller's work after a change: a new template is the next
     /// revision with its own ReplicaSet; the rollout completes at once.
-    fn reconcile(&mut self, ns: &str, name: &str, before: &Value) {
-        let key = (ns.to_string(), name.to_string());
-        let d = self.deployment(ns, name);
+    fn reconcile(&mut self, k: Kind, ns: &str, name: &str, before: &Value) {
+        let rs_key = (ns.to_string(), name.to_string());
+        let d = self.workload(k, ns, name);
+        if d["spec"] == before["spec"] && d["metadata"] == before["metadata"] {
+            // A status-only change (an abort flag): no new generation.
+            return;
+        }
         let generation = d["metadata"]["generation"].as_u64().unwrap_or(1) + 1;
         d["metadata"]["generation"] = json!(generation);
         let changed = d["spec"]["template"] != before["spec"]["template"];
         let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);
-        d["status"] = json!({"observedGeneration": generation, "replicas": replicas,
-            "updatedReplicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas,
-            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]});
+        let abort = d["status"]["abort"].clone();
+        d["status"] = complete(k, generation, replicas);
+        if !abort.is_null() {
+            d["status"]["abort"] = abort;
+        }
         if !changed {
             return;
         }
-        let revision = self.replica_sets[&key]
+        let revision = self.replica_sets[&rs_key]
             .iter()
             .filter_map(|rs| {
-                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                rs["metadata"]["annotations"][k.revision]
                     .as_str()?
                     .parse::<u64>()
                     .ok()
@@ -105,16 +153,15 @@ impl Cluster {
             .max()
             .unwrap_or(0)
             + 1;
-        let d = self.deployment(ns, name);
-        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
-            json!(revision.to_string());
+        let d = self.workload(k, ns, name);
+        d["metadata"]["annotations"][k.revision] = json!(revision.to_string());
         let uid = d["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
             .to_string();
         let template = d["spec"]["template"].clone();
-        let rs = replica_set(ns, name, &uid, revision, &template);
-        self.replica_sets.entry(key).or_default().push(rs);
+        let rs = replica_set(k, ns, name, &uid, revision, &template);
+        self.replica_sets.entry(rs_key).or_default().push(rs);
     }
 }
 
@@ -178,44 +225,14 @@ fn answer(
 ) -> (u16, Value) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let kind = |group: &str, plural: &str| match (group, plural) {
+        ("apps", "deployments") => Some(DEPLOYMENT),
+        ("argoproj.io", "rollouts") => Some(ROLLOUT),
+        _ => None,
+    };
     match (method, parts.as_slice()) {
-        ("GET", ["apis", "apps", "v1", "namespaces", ns, "deployments", name]) => {
-            (200, cluster.deployment(ns, name).clone())
-        }
-        ("GET", ["apis", "apps", "v1", "namespaces", ns, "deployments", name, "scale"]) => {
-            let d = cluster.deployment(ns, name);
-            (
-                200,
-                json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
-                       "metadata": {"name": name, "namespace": ns},
-                       "spec": {"replicas": d["spec"]["replicas"]},
-                       "status": {"replicas": d["status"]["replicas"]}}),
-            )
-        }
-        ("PATCH", ["apis", "apps", "v1", "namespaces", ns, "deployments", name, rest @ ..]) => {
-            let Ok(patch) = serde_json::from_str::<Value>(body) else {
-                return (
-                    400,
-                    json!({"kind": "Status", "code": 400, "reason": "BadRequest"}),
-                );
-            };
-            let before = cluster.deployment(ns, name).clone();
-            let d = cluster.deployment(ns, name);
-            match (rest, content_type) {
-                ([], "application/json-patch+json") => {
-                    if let Err(e) = json_patch(d, &patch) {
-                        return (422, json!({"kind": "Status", "code": 422, "message": e}));
-                    }
-                }
-                ([], _) => merge(d, &patch),
-                (["scale"], _) => merge(&mut d["spec"], &patch["spec"]),
-                _ => return not_found("subresource"),
-            }
-            cluster.reconcile(ns, name, &before);
-            (200, cluster.deployment(ns, name).clone())
-        }
         ("GET", ["apis", "apps", "v1", "namespaces", ns, "replicasets"]) => {
-            // labelSelector=app=<name> selects the Deployment's ReplicaSets.
+            // labelSelector=app=<name> selects the workload's ReplicaSets.
             let app = query
                 .split('&')
                 .find_map(|p| p.strip_prefix("labelSelector="))
@@ -231,6 +248,50 @@ fn answer(
                 200,
                 json!({"kind": "ReplicaSetList", "apiVersion": "apps/v1", "items": items}),
             )
+        }
+        ("GET", ["apis", group, _, "namespaces", ns, plural, name]) => match kind(group, plural) {
+            Some(k) => (200, cluster.workload(k, ns, name).clone()),
+            None => not_found(path),
+        },
+        ("GET", ["apis", "apps", "v1", "namespaces", ns, "deployments", name, "scale"]) => {
+            let d = cluster.workload(DEPLOYMENT, ns, name);
+            (
+                200,
+                json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+                       "metadata": {"name": name, "namespace": ns},
+                       "spec": {"replicas": d["spec"]["replicas"]},
+                       "status": {"replicas": d["status"]["replicas"]}}),
+            )
+        }
+        ("PATCH", ["apis", group, _, "namespaces", ns, plural, name, rest @ ..]) => {
+            let Some(k) = kind(group, plural) else {
+                return not_found(path);
+            };
+            let Ok(patch) = serde_json::from_str::<Value>(body) else {
+                return (
+                    400,
+                    json!({"kind": "Status", "code": 400, "reason": "BadRequest"}),
+                );
+            };
+            let before = cluster.workload(k, ns, name).clone();
+            let d = cluster.workload(k, ns, name);
+            match (rest, content_type) {
+                ([], "application/json-patch+json") => {
+                    if let Err(e) = json_patch(d, &patch) {
+                        return (422, json!({"kind": "Status", "code": 422, "message": e}));
+                    }
+                }
+                ([], _) => merge(d, &patch),
+                (["scale"], _) if k.plural == "deployments" => {
+                    merge(&mut d["spec"], &patch["spec"])
+                }
+                (["status"], _) if k.plural == "rollouts" => {
+                    merge(&mut d["status"], &patch["status"])
+                }
+                _ => return not_found("subresource"),
+            }
+            cluster.reconcile(k, ns, name, &before);
+            (200, cluster.workload(k, ns, name).clone())
         }
         _ => not_found(path),
     }
