@@ -252,7 +252,10 @@ impl Notify {
             }
             actions.extend(self.roll(i, now));
             let window = &mut self.windows[i];
-            if window.sent >= window.channel.rate_limit.max {
+            // A paging channel's messages are never held for a digest: the
+            // service groups them per deployment already, and a held
+            // resolve would leave the deployment's incident open.
+            if window.sent >= window.channel.rate_limit.max && !window.channel.kind.pages() {
                 window.held.push(record);
                 continue;
             }

@@ -257,6 +257,32 @@ fn the_delivery_result_and_its_retries_are_recorded() {
     );
 }
 
+/// PagerDuty and Opsgenie group events per deployment; holding one for a
+/// digest could hold back the resolve of an open incident.
+#[test]
+fn paging_channels_are_not_held_for_a_digest() {
+    let topics = Topics::default();
+    let pager = Channel {
+        kind: ChannelKind::Pagerduty,
+        rate_limit: RateLimit {
+            max: 1,
+            per_seconds: 60,
+        },
+        ..channel("oncall")
+    };
+    let mut n = Notify::new(topics.clone(), vec![pager]);
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let o = RecoveryOutcome {
+            recovery_id: format!("web/staging#{i}"),
+            ..outcome()
+        };
+        sent.extend(deliveries(&feed(&mut n, &topics.outcomes, &o, 1_000 + i)));
+    }
+    assert_eq!(sent.len(), 4, "every page goes out: {sent:?}");
+    assert!(n.on_timer(61_000).expect("ok").is_empty(), "no digest");
+}
+
 #[test]
 fn past_the_rate_limit_messages_wait_for_one_digest() {
     let topics = Topics::default();
