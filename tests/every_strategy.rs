@@ -24,7 +24,16 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(150);
 
-type Case = (&'static str, FailureType, bool, &'static str, &'static str);
+/// (service, type, transient, a rule in its evidence, strategy, the remedy
+/// it must really have carried out).
+type Case = (
+    &'static str,
+    FailureType,
+    bool,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+);
 
 /// One failure per strategy and path: (service, type, transient, strategy,
 /// the remedy it must really have carried out).
@@ -33,6 +42,7 @@ const CASES: &[Case] = &[
         "nodes",
         FailureType::Infrastructure,
         false,
+        None,
         "infrastructure_recovery",
         "restart_service",
     ),
@@ -40,27 +50,55 @@ const CASES: &[Case] = &[
         "memory",
         FailureType::Resource,
         false,
-        "infrastructure_recovery",
+        None,
+        "resource_recovery",
         "scale_resources",
+    ),
+    (
+        "disk",
+        FailureType::Resource,
+        false,
+        Some("resource.disk-full"),
+        "resource_recovery",
+        "clear_cache",
     ),
     (
         "checkout",
         FailureType::Application,
         true,
+        None,
         "application_recovery",
         "retry_deployment",
+    ),
+    (
+        "slow",
+        FailureType::Timing,
+        false,
+        None,
+        "timing_recovery",
+        "rollback_deployment",
     ),
     (
         "settings",
         FailureType::Configuration,
         false,
+        None,
         "configuration_fix",
         "rollback_deployment",
+    ),
+    (
+        "release",
+        FailureType::HumanError,
+        false,
+        Some("human-error.cancelled"),
+        "human_error_response",
+        "notify",
     ),
     (
         "orders",
         FailureType::Data,
         false,
+        None,
         "database_recovery",
         "rollback_deployment",
     ),
@@ -68,6 +106,7 @@ const CASES: &[Case] = &[
         "login",
         FailureType::Security,
         false,
+        None,
         "security_response",
         "rotate_credentials",
     ),
@@ -75,8 +114,17 @@ const CASES: &[Case] = &[
         "gateway",
         FailureType::Network,
         false,
+        None,
         "network_recovery",
         "shift_traffic",
+    ),
+    (
+        "deps",
+        FailureType::Dependency,
+        false,
+        None,
+        "dependency_recovery",
+        "rollback_deployment",
     ),
 ];
 
@@ -219,7 +267,7 @@ fn run(name: &str, cases: &[Case], rollouts: bool) -> Option<World> {
     );
 
     let mut plans = Vec::new();
-    for (service, failure_type, transient, strategy, _) in cases {
+    for (service, failure_type, transient, rule, strategy, _) in cases {
         let mut failure: CategorizedFailure =
             serde_json::from_str(include_str!("../schemas/examples/CategorizedFailure.json"))
                 .expect("example");
@@ -229,6 +277,12 @@ fn run(name: &str, cases: &[Case], rollouts: bool) -> Option<World> {
         failure.service = service.to_string();
         failure.environment = "staging".into();
         failure.deployment_key = format!("{service}/staging");
+        if let Some(rule) = rule {
+            let mut evidence = failure.evidence[0].clone();
+            evidence.rule_id = rule.to_string();
+            evidence.failure_type = *failure_type;
+            failure.evidence = vec![evidence];
+        }
         failure.ci = Some(CiRef {
             event_id: format!("gh-{service}"),
             platform: "github_actions".into(),
@@ -294,7 +348,7 @@ fn run(name: &str, cases: &[Case], rollouts: bool) -> Option<World> {
 fn all_succeeded_for_real(world: &World, cases: &[Case]) {
     let outcomes = &world.outcomes;
 
-    for (service, _, _, strategy, remedy) in cases {
+    for (service, _, _, _, strategy, remedy) in cases {
         let o = outcomes
             .iter()
             .find(|o| o.service == *service)
@@ -352,7 +406,7 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
         has("PATCH /apis/apps/v1/namespaces/staging/deployments/memory/scale"),
         "{kube:?}"
     );
-    for rolled_back in ["settings", "orders"] {
+    for rolled_back in ["settings", "orders", "slow", "deps"] {
         assert!(
             has(&format!(
                 "GET /apis/apps/v1/namespaces/staging/replicasets?labelSelector=app%3D{rolled_back}"
@@ -381,6 +435,7 @@ fn every_built_in_strategy_runs_to_an_outcome_with_nothing_simulated() {
         "PUT /breakers/gateway/upstream",
         "POST /caches/gateway/staging/flush",
         "POST /traffic/gateway/staging/shift",
+        "POST /caches/disk/staging/flush",
     ] {
         assert!(
             world.platform.iter().any(|r| r.starts_with(call)),
@@ -403,6 +458,7 @@ fn rollbacks_and_retries_run_on_argo_rollouts_too() {
             "cart",
             FailureType::Application,
             false,
+            None,
             "application_recovery",
             "rollback_deployment",
         ),
@@ -410,6 +466,7 @@ fn rollbacks_and_retries_run_on_argo_rollouts_too() {
             "search",
             FailureType::Application,
             true,
+            None,
             "application_recovery",
             "retry_deployment",
         ),
@@ -417,6 +474,7 @@ fn rollbacks_and_retries_run_on_argo_rollouts_too() {
             "flags",
             FailureType::Configuration,
             false,
+            None,
             "configuration_fix",
             "rollback_deployment",
         ),
@@ -424,7 +482,16 @@ fn rollbacks_and_retries_run_on_argo_rollouts_too() {
             "ledger",
             FailureType::Data,
             false,
+            None,
             "database_recovery",
+            "rollback_deployment",
+        ),
+        (
+            "packages",
+            FailureType::Dependency,
+            false,
+            None,
+            "dependency_recovery",
             "rollback_deployment",
         ),
     ];
@@ -434,7 +501,7 @@ fn rollbacks_and_retries_run_on_argo_rollouts_too() {
     all_succeeded_for_real(&world, ARGO);
     let has = |want: &str| world.kube.iter().any(|r| r.starts_with(want));
     let kube = &world.kube;
-    for rolled_back in ["cart", "flags", "ledger"] {
+    for rolled_back in ["cart", "flags", "ledger", "packages"] {
         let rollout =
             format!("/apis/argoproj.io/v1alpha1/namespaces/staging/rollouts/{rolled_back}");
         assert!(

@@ -145,7 +145,7 @@ fn validate_and_config_refuse_a_broken_policy_with_file_strategy_and_node() {
         &format!("{NEXT}/application.yaml"),
     ]);
     assert!(ok.status.success(), "{ok:?}");
-    assert!(text(&ok).starts_with("ok: 6 strategies, policy version "));
+    assert!(text(&ok).starts_with("ok: 10 strategies, policy version "));
 }
 
 #[test]

@@ -115,6 +115,31 @@ pub(super) fn command(
                     );
                 }
             }
+            println!("\n{:<16} {:<26} then", "type", "first choice");
+            for t in medic::domain::FailureType::ALL {
+                let mut ranked: Vec<(&str, f64)> = policy
+                    .strategies()
+                    .iter()
+                    .filter(|s| s.applies_to.types.is_empty() || s.applies_to.types.contains(t))
+                    .map(|s| {
+                        let counts = decide
+                            .learned()
+                            .get(&select::stats_key(&s.id, *t))
+                            .copied()
+                            .unwrap_or_default();
+                        (s.id.as_str(), select::expected_success(s, counts))
+                    })
+                    .collect();
+                // Stable: equal rates keep policy order, as the choice does.
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let first = ranked.first().map_or("none", |(id, _)| id);
+                let then: Vec<String> = ranked
+                    .iter()
+                    .skip(1)
+                    .map(|(id, p)| format!("{id} ({p:.2})"))
+                    .collect();
+                println!("{:<16} {:<26} {}", t.as_str(), first, then.join(", "));
+            }
             if !learned {
                 println!(
                     "

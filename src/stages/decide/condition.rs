@@ -84,6 +84,15 @@ pub fn read(field: Field, failure: &CategorizedFailure) -> FieldValue {
         Field::ErrorRate => failure
             .error_rate
             .map_or(FieldValue::Unknown, FieldValue::Number),
+        Field::Rules => {
+            let mut ids: Vec<String> = Vec::new();
+            for e in &failure.evidence {
+                if !ids.contains(&e.rule_id) {
+                    ids.push(e.rule_id.clone());
+                }
+            }
+            FieldValue::List(ids)
+        }
         Field::Components => FieldValue::List(
             failure
                 .components

@@ -41,18 +41,34 @@ fn the_plan_carries_the_failures_impact_for_the_outcomes_metrics() {
 }
 
 #[test]
-fn each_built_in_serves_the_failures_it_exists_for() {
-    for (t, want) in [
-        (FailureType::Infrastructure, "infrastructure_recovery"),
-        (FailureType::Resource, "infrastructure_recovery"),
-        (FailureType::Application, "application_recovery"),
-        (FailureType::Timing, "application_recovery"),
-        (FailureType::Data, "database_recovery"),
-        (FailureType::Configuration, "configuration_fix"),
-        (FailureType::HumanError, "configuration_fix"),
-        (FailureType::Security, "security_response"),
-        (FailureType::Network, "network_recovery"),
-        (FailureType::Dependency, "network_recovery"),
+fn each_type_gets_a_strategy_of_its_own_and_its_neighbour_stays_a_candidate() {
+    for (t, want, neighbour) in [
+        (FailureType::Infrastructure, "infrastructure_recovery", None),
+        (
+            FailureType::Resource,
+            "resource_recovery",
+            Some("infrastructure_recovery"),
+        ),
+        (FailureType::Application, "application_recovery", None),
+        (
+            FailureType::Timing,
+            "timing_recovery",
+            Some("application_recovery"),
+        ),
+        (FailureType::Data, "database_recovery", None),
+        (FailureType::Configuration, "configuration_fix", None),
+        (
+            FailureType::HumanError,
+            "human_error_response",
+            Some("configuration_fix"),
+        ),
+        (FailureType::Security, "security_response", None),
+        (FailureType::Network, "network_recovery", None),
+        (
+            FailureType::Dependency,
+            "dependency_recovery",
+            Some("network_recovery"),
+        ),
     ] {
         let plan = decide().plan(&failure(t, Severity::Medium, "staging", false), 1);
         assert_eq!(plan.strategy, want, "{t}");
@@ -65,15 +81,19 @@ fn each_built_in_serves_the_failures_it_exists_for() {
             .filter(|c| c.verdict == "chosen")
             .collect();
         assert_eq!(chosen.len(), 1);
-        assert_eq!(plan.candidates.len(), 6, "every built-in is considered");
-        assert!(
-            plan.candidates
-                .iter()
-                .filter(|c| c.strategy != want)
-                .all(|c| c.verdict == format!("not for {t} failures")),
-            "{:?}",
-            plan.candidates
-        );
+        assert_eq!(plan.candidates.len(), 10, "every built-in is considered");
+        let applicable: Vec<&str> = plan
+            .candidates
+            .iter()
+            .filter(|c| c.verdict != format!("not for {t} failures"))
+            .map(|c| c.strategy.as_str())
+            .collect();
+        let mut expected = vec![want];
+        expected.extend(neighbour);
+        let mut applicable_sorted = applicable.clone();
+        applicable_sorted.sort();
+        expected.sort();
+        assert_eq!(applicable_sorted, expected, "{t}: {:?}", plan.candidates);
     }
 }
 
@@ -203,15 +223,16 @@ fn resource_failures_scale_and_record_what_they_read() {
         &failure(FailureType::Resource, Severity::High, "staging", false),
         1,
     );
+    assert_eq!(plan.strategy, "resource_recovery");
     assert_eq!(actions(&plan)[1], "scale_resources");
     assert_eq!(plan.steps[1].params["factor"], "1.5");
     let d = plan
         .decision_path
         .iter()
-        .find(|d| &*d.node == "out_of_resources")
+        .find(|d| &*d.node == "out_of_memory")
         .expect("decision");
-    assert_eq!(d.inputs["failure_type"], "resource");
-    assert!(d.answer.starts_with("yes"));
+    assert!(d.inputs.contains_key("rules"), "{:?}", d.inputs);
+    assert!(d.answer.starts_with("no"), "no memory rule in the evidence");
 }
 
 #[test]

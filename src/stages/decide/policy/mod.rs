@@ -16,8 +16,9 @@
 //! Validation refuses, naming file, strategy and node: references to unknown
 //! nodes, cycles, unreachable nodes, paths that end without a terminal, gates
 //! without a timeout or a timeout branch, actions the executors do not know,
-//! parameters of the wrong type. The compiled-in policy has the six built-in
-//! strategies; policy files add strategies or replace them by id.
+//! parameters of the wrong type. The compiled-in policy has ten built-in
+//! strategies (the original six and four for the types those covered only
+//! as a neighbour); policy files add strategies or replace them by id.
 //!
 //! Here: the policy model (strategies, nodes, checks, the action catalogue).
 //! Loading and layering files is in `load.rs`, validation in `validate.rs`.
@@ -202,6 +203,10 @@ pub enum Field {
     Service,
     /// Whether a CI run was part of the failure.
     FromCi,
+    /// The ids of the rules whose evidence named the failure
+    /// (`human-error.helm-operation-in-progress`): `in` holds when any
+    /// of them is listed.
+    Rules,
 }
 
 impl Field {
@@ -219,6 +224,7 @@ impl Field {
             Field::SignalCount => "signal_count",
             Field::Service => "service",
             Field::FromCi => "from_ci",
+            Field::Rules => "rules",
         }
     }
 }

@@ -13,7 +13,7 @@ fn refused(nodes: &str) -> PolicyError {
 const END: &str = "      end: {type: terminal, outcome: resolved, message: done}\n";
 
 #[test]
-fn the_built_in_policy_is_valid_and_has_the_six_strategies() {
+fn the_built_in_policy_keeps_the_original_six_and_adds_four() {
     let p = Policy::default_policy();
     let ids: Vec<&str> = p.strategies().iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
@@ -24,7 +24,11 @@ fn the_built_in_policy_is_valid_and_has_the_six_strategies() {
             "database_recovery",
             "configuration_fix",
             "security_response",
-            "network_recovery"
+            "network_recovery",
+            "dependency_recovery",
+            "timing_recovery",
+            "human_error_response",
+            "resource_recovery",
         ]
     );
     let priors: Vec<f64> = p
@@ -32,7 +36,10 @@ fn the_built_in_policy_is_valid_and_has_the_six_strategies() {
         .iter()
         .map(|s| s.prior_success_rate)
         .collect();
-    assert_eq!(priors, [0.85, 0.75, 0.80, 0.90, 0.70, 0.80]);
+    assert_eq!(
+        priors,
+        [0.85, 0.75, 0.80, 0.90, 0.70, 0.80, 0.85, 0.80, 0.92, 0.88]
+    );
     let kinds: BTreeSet<&str> = p
         .strategies()
         .iter()
@@ -53,7 +60,7 @@ fn a_user_file_replaces_a_strategy_by_id_and_changes_the_version() {
     ))
     .replace("id: s", "id: network_recovery");
     let p = Policy::load(&[("user.yaml".into(), text)]).expect("valid");
-    assert_eq!(p.strategies().len(), 6);
+    assert_eq!(p.strategies().len(), base.strategies().len());
     let s = p.strategy("network_recovery").expect("replaced");
     assert_eq!((s.name.as_str(), s.file.as_str()), ("S", "user.yaml"));
     assert_ne!(p.version(), base.version());

@@ -21,7 +21,7 @@ fn check_field_values(field: Field, check: &Check) -> Result<(), String> {
             Field::FailureType => v.as_str().is_some_and(|s| s.parse::<FailureType>().is_ok()),
             Field::Severity => v.as_str().is_some_and(|s| s.parse::<Severity>().is_ok()),
             Field::Components => v.as_str().is_some_and(|s| s.parse::<Component>().is_ok()),
-            Field::Environment | Field::Service => v.is_string(),
+            Field::Environment | Field::Service | Field::Rules => v.is_string(),
             Field::Transient | Field::FromCi => v.is_bool(),
             Field::Confidence | Field::AffectedUsers | Field::ErrorRate | Field::SignalCount => {
                 v.is_number()
