@@ -155,14 +155,7 @@ impl CommitStatusSink {
             CommitState::Success => "success",
             CommitState::Failure => "failure",
         };
-        let mut body = json!({
-            "state": state,
-            "description": report.line(DESCRIPTION_LIMIT),
-            "context": CONTEXT,
-        });
-        if let Some(link) = &report.target_url {
-            body["target_url"] = json!(link);
-        }
+        let body = status_body(state, "context", report);
         Ok(self
             .client
             .post(segments(target, &["repos", owner, name, "statuses", sha])?)
@@ -189,14 +182,7 @@ impl CommitStatusSink {
             CommitState::Success => "success",
             CommitState::Failure => "failed",
         };
-        let mut body = json!({
-            "state": state,
-            "description": report.line(DESCRIPTION_LIMIT),
-            "name": CONTEXT,
-        });
-        if let Some(link) = &report.target_url {
-            body["target_url"] = json!(link);
-        }
+        let body = status_body(state, "name", report);
         Ok(self
             .client
             .post(segments(
@@ -207,6 +193,20 @@ impl CommitStatusSink {
             .header("Content-Type", "application/json")
             .body(body.to_string()))
     }
+}
+
+/// A commit status body: `state`, the one-line description, medic's name
+/// under `name_field` (`context` on GitHub, `name` on GitLab), the link.
+fn status_body(state: &str, name_field: &str, report: &StatusReport) -> serde_json::Value {
+    let mut body = json!({
+        "state": state,
+        "description": report.line(DESCRIPTION_LIMIT),
+        name_field: CONTEXT,
+    });
+    if let Some(link) = &report.target_url {
+        body["target_url"] = json!(link);
+    }
+    body
 }
 
 /// The repository and a checked commit sha of `ci`.

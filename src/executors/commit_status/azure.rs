@@ -11,7 +11,7 @@
 //! `…/{project}/_build/results?buildId=2`); the request goes to the
 //! configured organization URL, never to the host the payload names.
 
-use super::build_path::append;
+use super::build_path::{append, build_url};
 use super::StatusTarget;
 use crate::domain::CiRef;
 use crate::executors::outbound::valid_id;
@@ -26,15 +26,8 @@ pub const API_VERSION: &str = "7.1";
 /// checking that the URL is the run's build (`…/{project}/_apis/build/Builds/{id}`
 /// or `…/{project}/_build/results?buildId={id}`): a release's URL is not.
 pub(super) fn project(ci: &CiRef) -> Result<String, String> {
-    let link = ci
-        .url
-        .as_deref()
-        .ok_or("the Azure DevOps build has no URL")?;
-    let url = reqwest::Url::parse(link).map_err(|_| "the Azure DevOps build URL is not a URL")?;
-    let segments: Vec<&str> = url
-        .path_segments()
-        .map(|s| s.filter(|p| !p.is_empty()).collect())
-        .unwrap_or_default();
+    let (url, owned) = build_url(ci, "Azure DevOps")?;
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     let area = segments
         .iter()
         .position(|s| s.starts_with('_'))

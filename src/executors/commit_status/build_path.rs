@@ -33,6 +33,25 @@ pub(super) fn plain_segment(segment: &str) -> bool {
     true
 }
 
+/// The build URL of `ci` and its non-empty path segments, as they appear
+/// there (`platform` names the CI platform in errors).
+pub(super) fn build_url(
+    ci: &crate::domain::CiRef,
+    platform: &str,
+) -> Result<(reqwest::Url, Vec<String>), String> {
+    let link = ci
+        .url
+        .as_deref()
+        .ok_or_else(|| format!("the {platform} build has no URL"))?;
+    let url =
+        reqwest::Url::parse(link).map_err(|_| format!("the {platform} build URL is not a URL"))?;
+    let segments = url
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    Ok((url, segments))
+}
+
 /// `base` with the already-encoded `segments` appended to its path.
 pub(super) fn append(base: &reqwest::Url, segments: &[&str]) -> Result<reqwest::Url, String> {
     if let Some(bad) = segments.iter().find(|s| !plain_segment(s)) {

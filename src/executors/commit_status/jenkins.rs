@@ -10,7 +10,7 @@
 //! (`build.full_url`); the request goes to the configured Jenkins root, never
 //! to the host the payload names.
 
-use super::build_path::append;
+use super::build_path::{append, build_url};
 use super::StatusTarget;
 use crate::domain::CiRef;
 use crate::executors::outbound::{encode_form, valid_id};
@@ -19,12 +19,8 @@ use crate::stages::notify::StatusReport;
 /// `["job", "team", "job", "checkout", "18"]` from the build URL of `ci`:
 /// one or more `job/<name>` pairs, then the build number (the run id).
 pub(super) fn job_path(ci: &CiRef) -> Result<Vec<String>, String> {
-    let link = ci.url.as_deref().ok_or("the Jenkins build has no URL")?;
-    let url = reqwest::Url::parse(link).map_err(|_| "the Jenkins build URL is not a URL")?;
-    let segments: Vec<&str> = url
-        .path_segments()
-        .map(|s| s.filter(|p| !p.is_empty()).collect())
-        .unwrap_or_default();
+    let (_, owned) = build_url(ci, "Jenkins")?;
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     let start = segments
         .iter()
         .position(|s| *s == "job")
