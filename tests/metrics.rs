@@ -113,7 +113,7 @@ fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
             &text,
             "medic_recoveries_total",
             &[
-                ("strategy", "infrastructure_recovery"),
+                ("strategy", "resource_recovery"),
                 ("outcome", "succeeded")
             ]
         ),

@@ -86,7 +86,7 @@ fn a_failing_deployment_becomes_exactly_one_plan_and_one_outcome() {
     let outcome = &outcomes[0];
     assert_eq!(outcome.deployment_key, "cart/staging");
     assert_eq!(outcome.failure_type, FailureType::Resource);
-    assert_eq!(outcome.strategy, "infrastructure_recovery");
+    assert_eq!(outcome.strategy, "resource_recovery");
     assert_eq!(outcome.outcome, Outcome::Succeeded);
     assert!(outcome.dry_run);
     let ci = outcome
