@@ -112,10 +112,7 @@ fn metrics_count_what_each_stage_consumed_produced_and_dead_lettered() {
         value(
             &text,
             "medic_recoveries_total",
-            &[
-                ("strategy", "resource_recovery"),
-                ("outcome", "succeeded")
-            ]
+            &[("strategy", "resource_recovery"), ("outcome", "succeeded")]
         ),
         Some(1.0)
     );
