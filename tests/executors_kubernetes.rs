@@ -1122,6 +1122,17 @@ users:
     };
     let e = KubeConnection::from_config(&config).expect_err("newline");
     assert!(e.to_string().contains("printf '%s'"), "{e}");
+
+    // A CA file that holds no certificate is refused at start, not at 3 a.m.
+    let ca = dir.write("ca.crt", "not a certificate");
+    let config = KubernetesConfig {
+        api_server: Some("https://10.1.2.3:6443".into()),
+        token: Some("t".into()),
+        ca_file: Some(ca),
+        ..KubernetesConfig::default()
+    };
+    let e = KubeConnection::from_config(&config).expect_err("no PEM");
+    assert!(e.to_string().contains("holds no PEM certificate"), "{e}");
 }
 
 #[test]

@@ -144,13 +144,20 @@ fn read_token(path: &Path) -> Result<(), ConnectionError> {
     Ok(())
 }
 
-fn readable(path: &Path) -> Result<(), ConnectionError> {
-    std::fs::metadata(path)
-        .map(|_| ())
-        .map_err(|source| ConnectionError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
+/// A CA file medic was pointed at: readable, and holding a PEM certificate
+/// (kube-client would only find out at the first request).
+fn ca_file(path: &Path) -> Result<(), ConnectionError> {
+    let text = std::fs::read(path).map_err(|source| ConnectionError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !String::from_utf8_lossy(&text).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConnectionError::Client(format!(
+            "the CA {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// How to reach one API server: a kubeconfig and the context to use, checked
@@ -262,7 +269,7 @@ impl KubeConnection {
             };
             let cluster = match &config.ca_file {
                 Some(ca) => {
-                    readable(ca)?;
+                    ca_file(ca)?;
                     json!({"certificate-authority": ca})
                 }
                 None => json!({}),
@@ -299,7 +306,7 @@ impl KubeConnection {
         let token = dir.join("token");
         read_token(&token)?;
         let ca = dir.join("ca.crt");
-        readable(&ca)?;
+        ca_file(&ca)?;
         let mut doc = single(
             &format!("https://{host}:{port}"),
             json!({"certificate-authority": ca}),
