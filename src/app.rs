@@ -285,16 +285,12 @@ pub fn check_routing(config: &Config, rules: &Rules, router: &StepRouter) -> Res
 
 /// CI platforms the configuration can write commit statuses to.
 pub fn status_platforms(config: &Config) -> Vec<CiPlatform> {
-    let n = &config.notify;
-    [
-        (CiPlatform::GithubActions, &n.github_status),
-        (CiPlatform::GitlabCi, &n.gitlab_status),
-        (CiPlatform::Jenkins, &n.jenkins_status),
-        (CiPlatform::AzureDevops, &n.azure_devops_status),
-    ]
-    .into_iter()
-    .filter_map(|(p, api)| api.token.is_some().then_some(p))
-    .collect()
+    config
+        .notify
+        .status_apis()
+        .into_iter()
+        .filter_map(|(_, platform, api)| api.token.is_some().then_some(platform))
+        .collect()
 }
 
 /// Runner settings for `stage` under `config`.

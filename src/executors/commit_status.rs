@@ -81,20 +81,6 @@ impl CommitStatusSink {
         Ok(CommitStatusSink { client, targets })
     }
 
-    /// Platforms this sink can write to.
-    pub fn platforms(&self) -> Vec<CiPlatform> {
-        let t = &self.targets;
-        [
-            (CiPlatform::GithubActions, t.github.is_some()),
-            (CiPlatform::GitlabCi, t.gitlab.is_some()),
-            (CiPlatform::Jenkins, t.jenkins.is_some()),
-            (CiPlatform::AzureDevops, t.azure_devops.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(p, on)| on.then_some(p))
-        .collect()
-    }
-
     fn request(&self, request: &EffectRequest) -> Result<reqwest::RequestBuilder, String> {
         let EffectRequest::CommitStatus {
             platform,
@@ -106,32 +92,28 @@ impl CommitStatusSink {
         else {
             return Err("not a commit status".into());
         };
-        let configured = |t: &Option<StatusTarget>, name: &str| {
-            t.clone()
-                .ok_or_else(|| format!("no {name} token configured"))
-        };
         match platform {
             CiPlatform::GithubActions => self.github(
-                &configured(&self.targets.github, "GitHub")?,
+                configured(&self.targets.github, "GitHub")?,
                 ci,
                 *state,
                 report,
             ),
             CiPlatform::GitlabCi => self.gitlab(
-                &configured(&self.targets.gitlab, "GitLab")?,
+                configured(&self.targets.gitlab, "GitLab")?,
                 ci,
                 *state,
                 report,
             ),
             CiPlatform::Jenkins => jenkins::request(
                 &self.client,
-                &configured(&self.targets.jenkins, "Jenkins")?,
+                configured(&self.targets.jenkins, "Jenkins")?,
                 ci,
                 report,
             ),
             CiPlatform::AzureDevops => azure::request(
                 &self.client,
-                &configured(&self.targets.azure_devops, "Azure DevOps")?,
+                configured(&self.targets.azure_devops, "Azure DevOps")?,
                 ci,
                 *state,
                 report,
@@ -209,6 +191,16 @@ fn status_body(state: &str, name_field: &str, report: &StatusReport) -> serde_js
     body
 }
 
+/// The target of a platform, or why there is none.
+fn configured<'a>(
+    target: &'a Option<StatusTarget>,
+    name: &str,
+) -> Result<&'a StatusTarget, String> {
+    target
+        .as_ref()
+        .ok_or_else(|| format!("no {name} token configured"))
+}
+
 /// The repository and a checked commit sha of `ci`.
 fn repository_and_sha(ci: &CiRef) -> Result<(&str, &str), String> {
     let repository = ci
@@ -227,12 +219,7 @@ fn repository_and_sha(ci: &CiRef) -> Result<(&str, &str), String> {
 
 /// The target's API URL with `segments` appended, each escaped.
 fn segments(target: &StatusTarget, segments: &[&str]) -> Result<reqwest::Url, String> {
-    let mut url = target.api_url.clone();
-    url.path_segments_mut()
-        .map_err(|_| "the API URL cannot take a path".to_string())?
-        .pop_if_empty()
-        .extend(segments);
-    Ok(url)
+    super::outbound::join(&target.api_url, segments).map_err(|e| e.detail)
 }
 
 impl Executor for CommitStatusSink {

@@ -4,12 +4,13 @@
 //! [`super::paging`]'s, as for PagerDuty; priority follows the failure's
 //! severity.
 
-use super::paging::{alert_key, cut, page, Page};
+use super::paging::{alert_key, page, Page};
 use super::Sink;
 use crate::domain::Severity;
 use crate::executors::outbound;
 use crate::executors::step::{StepDone, StepResult};
 use crate::executors::BoxFuture;
+use crate::stages::notify::cut;
 use crate::stages::notify::{Message, MessageKind};
 use serde_json::{json, Value};
 

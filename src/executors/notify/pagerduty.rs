@@ -5,12 +5,13 @@
 //! Which message opens, acknowledges or resolves the deployment's alert, and
 //! its `dedup_key`, are [`super::paging`]'s; severity follows the failure's.
 
-use super::paging::{alert_key, cut, page, Page};
+use super::paging::{alert_key, page, Page};
 use super::Sink;
 use crate::domain::Severity;
 use crate::executors::outbound;
 use crate::executors::step::{StepDone, StepResult};
 use crate::executors::BoxFuture;
+use crate::stages::notify::cut;
 use crate::stages::notify::{Message, MessageKind};
 use serde_json::{json, Value};
 

@@ -1,6 +1,5 @@
 //! What the PagerDuty and Opsgenie sinks share: what a message does to the
-//! deployment's alert, the key the alert is known by, and cutting text to a
-//! field's limit.
+//! deployment's alert and the key the alert is known by.
 //!
 //! | message | alert |
 //! |---|---|
@@ -46,28 +45,5 @@ pub fn alert_key(message: &Message) -> String {
     match &message.about {
         Some(about) => format!("medic/{}", about.deployment_key),
         None => "medic/digest".into(),
-    }
-}
-
-/// At most `max` characters of `text`, the last an ellipsis when cut.
-pub fn cut(text: &str, max: usize) -> String {
-    if text.chars().nth(max).is_none() {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cut;
-
-    #[test]
-    fn text_is_cut_on_characters_not_bytes() {
-        assert_eq!(cut("short", 10), "short");
-        assert_eq!(cut("ééééé", 3), "éé…");
-        assert_eq!(cut("ééééé", 3).chars().count(), 3);
-        assert_eq!(cut("abc", 3), "abc");
     }
 }

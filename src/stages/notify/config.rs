@@ -190,6 +190,24 @@ fn default_channel_attempts() -> u32 {
     3
 }
 
+/// The CI write-back APIs: each one's field under `notify` and the platform
+/// it writes to.
+pub const STATUS_FIELDS: [(&str, CiPlatform); 4] = [
+    ("github_status", CiPlatform::GithubActions),
+    ("gitlab_status", CiPlatform::GitlabCi),
+    ("jenkins_status", CiPlatform::Jenkins),
+    ("azure_devops_status", CiPlatform::AzureDevops),
+];
+
+/// The field under `notify` of the API that writes back to `platform`
+/// (`github_status` for a platform medic does not write back to).
+pub fn status_field(platform: Option<CiPlatform>) -> &'static str {
+    STATUS_FIELDS
+        .iter()
+        .find(|(_, p)| Some(*p) == platform)
+        .map_or("github_status", |(name, _)| name)
+}
+
 /// Where and how to write commit statuses back to a CI platform.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,14 +250,16 @@ impl Default for NotifyConfig {
 }
 
 impl NotifyConfig {
-    /// Every CI write-back API with its field name under `notify`.
-    pub fn status_apis(&self) -> [(&'static str, &StatusApi); 4] {
-        [
-            ("github_status", &self.github_status),
-            ("gitlab_status", &self.gitlab_status),
-            ("jenkins_status", &self.jenkins_status),
-            ("azure_devops_status", &self.azure_devops_status),
-        ]
+    /// Every CI write-back API with its field name under `notify` and the
+    /// platform it writes to, in [`STATUS_FIELDS`] order.
+    pub fn status_apis(&self) -> [(&'static str, CiPlatform, &StatusApi); 4] {
+        let apis = [
+            &self.github_status,
+            &self.gitlab_status,
+            &self.jenkins_status,
+            &self.azure_devops_status,
+        ];
+        std::array::from_fn(|i| (STATUS_FIELDS[i].0, STATUS_FIELDS[i].1, apis[i]))
     }
 
     /// Checks values that parse but cannot work; returns `(field, message)`.
@@ -257,7 +277,7 @@ impl NotifyConfig {
                 );
             }
         }
-        for (name, api) in self.status_apis() {
+        for (name, _, api) in self.status_apis() {
             if api.token.is_none() {
                 continue;
             }

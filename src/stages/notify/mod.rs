@@ -424,12 +424,12 @@ impl Notify {
         };
         if let Some(state) = state {
             let report = StatusReport::finished(&outcome);
-            let channel = match outcome.ci.as_ref().map(|c| c.platform.as_str()) {
-                Some("gitlab_ci") => "gitlab_status",
-                Some("jenkins") => "jenkins_status",
-                Some("azure_devops") => "azure_devops_status",
-                _ => "github_status",
-            };
+            let channel = config::status_field(
+                outcome
+                    .ci
+                    .as_ref()
+                    .and_then(|c| c.platform.parse::<CiPlatform>().ok()),
+            );
             let record = NotificationRecord {
                 id: format!("{}/status", outcome.recovery_id),
                 recovery_id: outcome.recovery_id.clone(),

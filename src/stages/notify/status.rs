@@ -208,5 +208,9 @@ mod tests {
     fn cut_never_splits_a_character() {
         assert_eq!(cut("ééé", 2), "é…");
         assert_eq!(cut("ok", 2), "ok");
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("ééééé", 3), "éé…");
+        assert_eq!(cut("ééééé", 3).chars().count(), 3);
+        assert_eq!(cut("abc", 3), "abc");
     }
 }
