@@ -31,17 +31,17 @@ struct Floors {
 /// Dev, as medic receives each item, may not drop below these (set from
 /// what the pack reaches).
 const DEV: Floors = Floors {
-    coverage: 0.96,
-    accuracy: 0.80,
-    macro_f1: 0.81,
+    coverage: 0.97,
+    accuracy: 0.82,
+    macro_f1: 0.83,
     transient_f1: 0.77,
 };
 
 /// Dev as bare log lines, no CI verdict: what the text alone is recognised as.
 const DEV_LINES: Floors = Floors {
-    coverage: 0.82,
-    accuracy: 0.72,
-    macro_f1: 0.78,
+    coverage: 0.84,
+    accuracy: 0.74,
+    macro_f1: 0.79,
     transient_f1: 0.77,
 };
 
