@@ -273,19 +273,7 @@ impl Model {
         if v.is_empty() {
             return None;
         }
-        let mut logits = self.bias.map(f64::from);
-        for (f, x) in &v {
-            let row = &self.features[*f];
-            for (l, w) in logits.iter_mut().zip(row) {
-                *l += f64::from(*w) * x;
-            }
-        }
-        softmax(&mut logits);
-        let (best, probability) = logits
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f64::MIN), |a, (i, p)| if p > a.1 { (i, p) } else { a });
+        let (best, probability) = self.best(v.iter().map(|(f, x)| (&self.features[*f], *x)));
         let mut weighed: Vec<(&str, f64)> = v
             .iter()
             .map(|(f, x)| (*f, f64::from(self.features[*f][best]) * x))
@@ -303,7 +291,7 @@ impl Model {
     /// [`Model::opinion`] of the text's feature counts would give them, without
     /// keeping the counts or the weightiest features: one lookup per feature,
     /// no allocation beyond one list of rows. The categorize stage asks this of
-    /// a line that only error-level wording matched, outside any window.
+    /// a line outside any window that only error wording matched.
     pub fn verdict_of(&self, text: &str) -> Option<(FailureType, f64)> {
         let mut rows: Vec<&[f32; CLASSES]> = Vec::new();
         for line in text.lines() {
@@ -327,19 +315,24 @@ impl Model {
         }
         weighted.iter_mut().for_each(|(_, c)| *c = 1.0 + c.ln());
         let norm = weighted.iter().map(|(_, x)| x * x).sum::<f64>().sqrt();
+        let (best, probability) = self.best(weighted.iter().map(|(row, x)| (*row, x / norm)));
+        Some((FailureType::ALL[best], probability))
+    }
+
+    /// The most probable class of a weighted sum of rows, and its probability.
+    fn best<'r>(&self, rows: impl Iterator<Item = (&'r [f32; CLASSES], f64)>) -> (usize, f64) {
         let mut logits = self.bias.map(f64::from);
-        for (row, x) in &weighted {
-            for (l, w) in logits.iter_mut().zip(*row) {
-                *l += f64::from(*w) * x / norm;
+        for (row, x) in rows {
+            for (l, w) in logits.iter_mut().zip(row) {
+                *l += f64::from(*w) * x;
             }
         }
         softmax(&mut logits);
-        let (best, probability) = logits
+        logits
             .iter()
             .copied()
             .enumerate()
-            .fold((0, f64::MIN), |a, (i, p)| if p > a.1 { (i, p) } else { a });
-        Some((FailureType::ALL[best], probability))
+            .fold((0, f64::MIN), |a, (i, p)| if p > a.1 { (i, p) } else { a })
     }
 
     /// Trains a model on `(text, type)` items, deterministically: the same
