@@ -41,6 +41,10 @@ pub struct BridgeConfig {
     pub approvals: ApprovalsEndpoint,
 }
 
+/// The shortest webhook secret or approval token medic starts with: 16
+/// bytes, the least a generated secret has (`openssl rand -hex 8`).
+pub const MIN_SECRET_BYTES: usize = 16;
+
 /// The approvals endpoint.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

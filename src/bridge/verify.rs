@@ -15,7 +15,7 @@
 use crate::domain::{CiPlatform, Millis};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -80,9 +80,20 @@ fn hmac_ok(secret: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
     mac.verify_slice(expected).is_ok()
 }
 
+/// Compares a plain token with a secret in constant time, length included:
+/// their SHA-256 digests are compared, so neither a wrong length nor a common
+/// prefix answers sooner.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    // Length leaks nothing useful: tokens have a fixed, public format.
-    a.ct_eq(b).into()
+    Sha256::digest(a)
+        .as_slice()
+        .ct_eq(Sha256::digest(b).as_slice())
+        .into()
+}
+
+/// A GitLab signing token (`whsec_…`) verifies `webhook-signature` only; as
+/// a plain `X-Gitlab-Token` it would let whoever reads it skip the signature.
+fn plain_token(secret: &[u8]) -> bool {
+    !secret.starts_with(b"whsec_")
 }
 
 fn hex_after(value: &str, prefix: &str, header: &'static str) -> Result<Vec<u8>, VerifyError> {
@@ -148,7 +159,7 @@ impl Verifier {
                     let token = headers
                         .get("x-gitlab-token")
                         .ok_or(VerifyError::Missing("X-Gitlab-Token or webhook-signature"))?;
-                    any(&|s| ct_eq(s, token.as_bytes()))
+                    any(&|s| plain_token(s) && ct_eq(s, token.as_bytes()))
                 }
             },
             CiPlatform::AzureDevops => {
@@ -378,6 +389,16 @@ mod tests {
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )];
         assert_eq!(both.verify(&good[..], None, b"Hello, World!", 0), Ok(()));
+    }
+
+    #[test]
+    fn a_gitlab_signing_token_is_not_accepted_as_a_plain_token() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let gl = verifier(CiPlatform::GitlabCi, &[secret]);
+        assert_eq!(
+            gl.verify(&[("X-Gitlab-Token", secret)][..], None, b"{}", 0),
+            Err(VerifyError::Mismatch)
+        );
     }
 
     #[test]

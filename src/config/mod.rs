@@ -241,7 +241,9 @@ impl Config {
         }
         for (name, endpoint) in self.bridge.endpoints_mut() {
             for secret in endpoint.secrets.iter_mut() {
-                resolve_secret(secret, env, origin, &format!("bridge.{name}.secrets"), true)?;
+                let field = format!("bridge.{name}.secrets");
+                resolve_secret(secret, env, origin, &field, true)?;
+                long_enough(secret, origin, &field)?;
             }
         }
         let x = &mut self.orchestrate.executors;
@@ -340,13 +342,9 @@ impl Config {
             }
         }
         for t in self.bridge.approvals.tokens.iter_mut() {
-            resolve_secret(
-                &mut t.token,
-                env,
-                origin,
-                "bridge.approvals.tokens.token",
-                true,
-            )?;
+            let field = "bridge.approvals.tokens.token";
+            resolve_secret(&mut t.token, env, origin, field, true)?;
+            long_enough(&t.token, origin, field)?;
         }
         for (name, api) in [
             ("github_status", &mut self.notify.github_status),
@@ -430,6 +428,25 @@ fn resolve_secret(
         )),
         None => Ok(()),
     }
+}
+
+/// Refuses a webhook secret or approval token shorter than
+/// [`MIN_SECRET_BYTES`]: a guessable one would let anyone post events or
+/// approve recoveries.
+fn long_enough(value: &str, origin: &str, field: &str) -> Result<(), ConfigError> {
+    if value.len() >= crate::bridge::config::MIN_SECRET_BYTES {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        origin: origin.into(),
+        line: None,
+        field: field.into(),
+        message: format!(
+            "the secret is {} bytes; webhook secrets and approval tokens need at least {} (e.g. `openssl rand -hex 32`)",
+            value.len(),
+            crate::bridge::config::MIN_SECRET_BYTES
+        ),
+    })
 }
 
 /// `Some(resolved)` when `value` is a `${env:..}`/`${file:..}` reference.
@@ -577,6 +594,37 @@ mod tests {
         let text = "kafka:\n  properties:\n    enable.auto.commit: \"true\"\n";
         let err = Config::parse(text, "m.yaml").unwrap_err().to_string();
         assert!(err.contains("kafka.properties.enable.auto.commit"), "{err}");
+    }
+
+    #[test]
+    fn short_webhook_secrets_and_approval_tokens_are_refused_at_start() {
+        let env = |k: &str| match k {
+            "SHORT" => Some("s3cret".to_string()),
+            "LONG" => Some("0123456789abcdef".to_string()),
+            _ => None,
+        };
+        for (text, field) in [
+            (
+                "bridge:\n  github: {path: /webhooks/github, secrets: [\"${env:SHORT}\"]}\n",
+                "bridge.github.secrets",
+            ),
+            (
+                "bridge:\n  approvals: {tokens: [{name: bot, token: \"${env:SHORT}\"}]}\n",
+                "bridge.approvals.tokens.token",
+            ),
+        ] {
+            let dir = std::env::temp_dir().join(format!("medic-short-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let path = dir.join("short.yaml");
+            std::fs::write(&path, text).expect("write");
+            let err = Config::load(Some(&path), &env).unwrap_err().to_string();
+            assert!(
+                err.contains(field) && err.contains("6 bytes") && err.contains("at least 16"),
+                "{err}"
+            );
+            std::fs::write(&path, text.replace("SHORT", "LONG")).expect("write");
+            Config::load(Some(&path), &env).expect("16 bytes are enough");
+        }
     }
 
     #[test]

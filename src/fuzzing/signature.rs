@@ -106,9 +106,12 @@ fn genuine(r: &Request) -> bool {
                         signature.contains(&b64.encode(raw))
                     })
             }
-            None => r
-                .header("x-gitlab-token")
-                .is_some_and(|token| secrets.iter().any(|s| s == token.as_bytes())),
+            // A `whsec_` signing token never passes as a plain token.
+            None => r.header("x-gitlab-token").is_some_and(|token| {
+                secrets
+                    .iter()
+                    .any(|s| !s.starts_with(b"whsec_") && s == token.as_bytes())
+            }),
         },
         CiPlatform::AzureDevops => r.header("authorization").is_some_and(|h| {
             let b64 = base64::engine::general_purpose::STANDARD;
