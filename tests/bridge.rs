@@ -43,6 +43,7 @@ fn config() -> BridgeConfig {
 struct Bridge {
     url: String,
     client: reqwest::Client,
+    state: Arc<BridgeState>,
 }
 
 fn start(c: &TestCluster, config: BridgeConfig, settings: &ClientSettings) -> Bridge {
@@ -54,8 +55,9 @@ fn start(c: &TestCluster, config: BridgeConfig, settings: &ClientSettings) -> Br
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = Arc::new(state);
     c.runtime.spawn(serve(
-        Arc::new(state),
+        Arc::clone(&state),
         config.body_limit_bytes,
         listener,
         std::future::pending(),
@@ -63,6 +65,7 @@ fn start(c: &TestCluster, config: BridgeConfig, settings: &ClientSettings) -> Br
     Bridge {
         url,
         client: reqwest::Client::new(),
+        state,
     }
 }
 
@@ -485,6 +488,42 @@ fn when_kafka_cannot_take_the_event_the_platform_is_told_to_retry() {
             .status()
     });
     assert_eq!(health, StatusCode::OK);
+}
+
+/// A hundred readiness probes at once with the broker down: one probe of the
+/// cluster answers them all (each used to build its own librdkafka client).
+#[test]
+fn concurrent_readiness_probes_share_one_probe_of_the_cluster() {
+    let c = embedded("readyz-stampede");
+    let unreachable = ClientSettings::new("127.0.0.1:1");
+    let b = start(&c, config(), &unreachable);
+    let statuses: Vec<StatusCode> = c.runtime.block_on(async {
+        let requests: Vec<_> = (0..100)
+            .map(|_| {
+                let (client, url) = (b.client.clone(), format!("{}/readyz", b.url));
+                tokio::spawn(async move {
+                    client
+                        .get(url)
+                        .send()
+                        .await
+                        .map(|r| r.status())
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for r in requests {
+            statuses.push(r.await.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+        }
+        statuses
+    });
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    assert_eq!(b.state.ready_probes(), 1);
 }
 
 #[test]

@@ -41,7 +41,11 @@ pub struct BridgeState {
     delivered: Mutex<Dedup>,
     produce_timeout: Duration,
     clock: fn() -> Millis,
-    ready: Mutex<Option<(Instant, bool)>>,
+    /// The last readiness answer; held across a probe, so concurrent
+    /// `/readyz` requests wait for the one probe in flight and share it.
+    ready: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// Probes of the cluster made for `/readyz`.
+    ready_probes: std::sync::atomic::AtomicU64,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     produce_unused: bool,
     approvals: Option<super::approvals::Approvals>,
@@ -59,6 +63,11 @@ fn platform_of(name: &str) -> CiPlatform {
 }
 
 impl BridgeState {
+    /// How many times `/readyz` has probed the cluster.
+    pub fn ready_probes(&self) -> u64 {
+        self.ready_probes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// State for `config`, producing to `topic` on `settings`' cluster.
     /// Platforms without secrets get no endpoint.
     pub fn new(
@@ -100,7 +109,8 @@ impl BridgeState {
             delivered: Mutex::new(Dedup::new(config.dedup_capacity)),
             produce_timeout: Duration::from_millis(config.produce_timeout_ms),
             clock: wall_clock,
-            ready: Mutex::new(None),
+            ready: tokio::sync::Mutex::new(None),
+            ready_probes: std::sync::atomic::AtomicU64::new(0),
             metrics,
             produce_unused: config.produce_unused_events,
             approvals: None,
@@ -433,17 +443,20 @@ pub(crate) fn unused_event(
     }
 }
 
-/// Ready when the cluster answers a metadata request (cached for 5 s).
+/// How long a readiness answer is reused.
+const READY_CACHE: Duration = Duration::from_secs(5);
+
+/// Ready when the cluster answers a metadata request (cached for
+/// [`READY_CACHE`]). One probe at a time: requests that arrive while it runs
+/// wait for its answer instead of each building a client of their own.
 async fn readyz(State(state): State<Arc<BridgeState>>) -> Response {
-    let cached = state
-        .ready
-        .lock()
-        .ok()
-        .and_then(|r| *r)
-        .filter(|(at, _)| at.elapsed() < Duration::from_secs(5));
-    let ok = match cached {
-        Some((_, ok)) => ok,
-        None => {
+    let mut ready = state.ready.lock().await;
+    let ok = match *ready {
+        Some((at, ok)) if at.elapsed() < READY_CACHE => ok,
+        _ => {
+            state
+                .ready_probes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let settings = state.settings.clone();
             let ok = tokio::task::spawn_blocking(move || {
                 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -452,12 +465,11 @@ async fn readyz(State(state): State<Arc<BridgeState>>) -> Response {
             })
             .await
             .unwrap_or(false);
-            if let Ok(mut r) = state.ready.lock() {
-                *r = Some((Instant::now(), ok));
-            }
+            *ready = Some((Instant::now(), ok));
             ok
         }
     };
+    drop(ready);
     if ok {
         (StatusCode::OK, "ready").into_response()
     } else {
