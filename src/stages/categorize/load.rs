@@ -1,7 +1,7 @@
 //! Loading rule packs: YAML files parsed, layered (default pack first, user
 //! packs over it by id) and compiled into a [`RulePack`].
 
-use super::rules::{Rule, RuleKind, RulePack, Tier, DEFAULT_PACKS};
+use super::rules::{Opens, Rule, RuleKind, RulePack, Tier, DEFAULT_PACKS};
 use crate::domain::{Component, FailureType, Severity};
 use aho_corasick::{AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
@@ -54,8 +54,8 @@ struct RuleFile {
     substring: bool,
     #[serde(default)]
     case_sensitive: bool,
-    #[serde(default = "yes")]
-    opens: bool,
+    #[serde(default)]
+    opens: Opens,
     #[serde(default = "yes")]
     enabled: bool,
 }
@@ -206,7 +206,7 @@ impl RulePack {
                 tier: Tier::Cause,
                 substring: p.substring,
                 case_sensitive: p.case_sensitive,
-                opens: true,
+                opens: Opens::Always,
                 enabled: p.enabled,
             };
             let mut in_file: Vec<(RuleFile, Option<RuleKind>)> = Vec::new();
@@ -298,7 +298,7 @@ impl RulePack {
                 tier: raw.tier,
                 substring: raw.substring,
                 case_sensitive: raw.case_sensitive,
-                opens_window: raw.opens,
+                opens: raw.opens,
                 file,
             });
         }
@@ -383,6 +383,7 @@ mod tests {
             ("version: 1\nignore_patterns:\n  - {id: nope, enabled: false}\n", "rule nope: disables a rule that does not exist"),
             ("version: 2\nrules: []\n", "unsupported pack version 2"),
             ("version: 1\nrules:\n  - {id: a, type: data, keywords: [x], wieght: 2}\n", "unknown field `wieght`"),
+            ("version: 1\nrules:\n  - {id: a, type: data, keywords: [x], opens: maybe}\n", "opens must be true, false or model, not 'maybe'"),
         ];
         for (text, want) in cases {
             let err = RulePack::load(&[("team.yaml".into(), text.into())])

@@ -135,13 +135,48 @@ pub struct Rule {
     pub substring: bool,
     /// Keywords match only with the case they are written in.
     pub case_sensitive: bool,
-    /// A match opens a correlation window (typed rules). A rule with
-    /// `opens: false` scores only in a window something else opened: a
-    /// failed CI run, a cause, a specific symptom. For wording that healthy
-    /// services also log, such as an `ERROR` level.
-    pub opens_window: bool,
+    /// Whether a match opens a correlation window (typed rules).
+    pub opens: Opens,
     /// The pack file the rule came from.
     pub file: String,
+}
+
+/// When a rule's match opens a correlation window (`opens:` in a pack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "OpensFile")]
+pub enum Opens {
+    /// `opens: true` (the default): a match opens one.
+    #[default]
+    Always,
+    /// `opens: false`: the rule scores only in a window something else
+    /// opened (a failed CI run, a cause, a specific symptom). For wording
+    /// that healthy services also log, such as an `ERROR` level.
+    Never,
+    /// `opens: model`: as `false`, except that a line outside any window
+    /// opens one when the learned model is sure enough that it names a
+    /// specific type (`window::MODEL_OPEN_PROBABILITY`).
+    Model,
+}
+
+/// `opens:` as written: a flag, or the word `model`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OpensFile {
+    Flag(bool),
+    Word(String),
+}
+
+impl TryFrom<OpensFile> for Opens {
+    type Error = String;
+
+    fn try_from(f: OpensFile) -> Result<Opens, String> {
+        match f {
+            OpensFile::Flag(true) => Ok(Opens::Always),
+            OpensFile::Flag(false) => Ok(Opens::Never),
+            OpensFile::Word(w) if w == "model" => Ok(Opens::Model),
+            OpensFile::Word(w) => Err(format!("opens must be true, false or model, not '{w}'")),
+        }
+    }
 }
 
 impl Rule {

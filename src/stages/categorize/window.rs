@@ -13,7 +13,7 @@
 
 use super::config::CategorizeConfig;
 use super::model;
-use super::rules::{Hit, RuleKind, RulePack, Tier};
+use super::rules::{Hit, Opens, RuleKind, RulePack, Tier};
 use crate::domain::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -64,17 +64,18 @@ pub fn absorb(
     let typed = typed_rules().next().is_some();
     // Only a typed rule that opens windows, or a CI run, opens a window;
     // critical and auto-recovery patterns qualify a failure, they do not make
-    // one.
-    let opens = ci
-        || typed_rules().any(|r| r.opens_window)
-        || (typed_rules().any(|r| r.id == MODEL_OPENS_ON) && model_opens(signal, pack));
+    // one. Asked only when there is no window to fold into.
+    let opens = || {
+        ci || typed_rules().any(|r| r.opens == Opens::Always)
+            || (typed_rules().any(|r| r.opens == Opens::Model) && model_opens(signal, pack))
+    };
     let matters = typed || ci;
     match window {
         Some(w) => {
             fold(w, signal, hits, typed, matters, pack, config, now);
             Absorbed::Folded
         }
-        None if !opens => Absorbed::Ignored,
+        None if !opens() => Absorbed::Ignored,
         None => {
             let mut w = CorrelationWindow {
                 deployment_key: signal.deployment_key.clone(),
@@ -112,27 +113,18 @@ pub fn absorb(
 }
 
 /// The least probability at which the learned model, reading a line that
-/// only error-level wording matched, opens a window for a type other than
+/// only `opens: model` rules matched, opens a window for a type other than
 /// `application`. Chosen on train by cross-validation with each fold's own
 /// rules disabled (`cargo run --release --example train_model -- --cv-ablate`):
 /// coverage 0.981 → 0.985 at 0.5, 0.983 at 0.7, 0.982 at 0.9, accuracy
 /// unchanged or better (measured with every error-wording line asking; asking
-/// for [`MODEL_OPENS_ON`] lines only gives the same 0.985 at 0.5); no line of
-/// `tests/data/categorization/healthy.txt` opens one.
+/// for `symptom.error-line` lines only gives the same 0.985 at 0.5); no line
+/// of `tests/data/categorization/healthy.txt` opens one.
 pub const MODEL_OPEN_PROBABILITY: f64 = 0.5;
 
-/// The rule whose lines the learned model may open a window for: error
-/// wording at the start of a line (`error:`, `Error: `, `fatal:`) or a
-/// `failed` that is not a count. The error-level rule (`ERROR` anywhere,
-/// which healthy services print all day) does not ask: with it, classify on
-/// the benchmark's CI corpus took 2.5 times as long, for no gain in the
-/// cross-validation above.
-pub const MODEL_OPENS_ON: &str = "symptom.error-line";
-
-/// True when the learned model is sure enough that a line matched only by
-/// [`MODEL_OPENS_ON`], which opens no window by itself (`opens: false`),
-/// names a specific failure: an `Error: Migrating database: …` that no cause
-/// rule knows. Asked only for such lines outside a window.
+/// True when the learned model is sure enough that a line an `opens: model`
+/// rule matched names a specific failure: an `Error: Migrating database: …`
+/// that no cause rule knows. Asked only for such lines outside a window.
 fn model_opens(signal: &Signal, pack: &RulePack) -> bool {
     pack.model()
         .and_then(|model| model.verdict_of(&signal.text))
