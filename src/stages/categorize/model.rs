@@ -33,19 +33,14 @@ const HEADER: &str = "medic-linear-model v1";
 const CLASSES: usize = 10;
 
 /// A trained model: a weight row per known feature, and a bias.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Model {
-    features: HashMap<String, [f32; CLASSES]>,
-    /// The same rows keyed by [`feature_hash`], for the per-line paths: a
+    /// Each known feature with its weight row, sorted by name.
+    features: Vec<(String, [f32; CLASSES])>,
+    /// Each feature's place in `features`, keyed by [`feature_hash`]: a
     /// lookup compares no strings.
-    by_hash: HashMap<u64, [f32; CLASSES], BuildHasherDefault<Prehashed>>,
+    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
     bias: [f32; CLASSES],
-}
-
-impl PartialEq for Model {
-    fn eq(&self, other: &Model) -> bool {
-        self.features == other.features && self.bias == other.bias
-    }
 }
 
 /// A 64-bit hash of a feature; two of the model's features never share one
@@ -77,20 +72,36 @@ impl Hasher for Prehashed {
 }
 
 impl Model {
-    fn new(features: HashMap<String, [f32; CLASSES]>, bias: [f32; CLASSES]) -> Model {
-        let by_hash = features
+    /// A model of `features` (in any order) and `bias`; refused when two
+    /// features have one name or one hash.
+    fn new(
+        features: impl IntoIterator<Item = (String, [f32; CLASSES])>,
+        bias: [f32; CLASSES],
+    ) -> Result<Model, String> {
+        let mut features: Vec<(String, [f32; CLASSES])> = features.into_iter().collect();
+        features.sort_by(|a, b| a.0.cmp(&b.0));
+        let index: HashMap<u64, u32, BuildHasherDefault<Prehashed>> = features
             .iter()
-            .map(|(f, row)| (feature_hash(f), *row))
+            .zip(0u32..)
+            .map(|((f, _), i)| (feature_hash(f), i))
             .collect();
-        Model {
-            features,
-            by_hash,
-            bias,
+        if index.len() != features.len() {
+            return Err("two features share a name or a hash".into());
         }
+        Ok(Model {
+            features,
+            index,
+            bias,
+        })
+    }
+
+    /// Where `feature` is in `features`.
+    fn place(&self, feature: &str) -> Option<u32> {
+        self.index.get(&feature_hash(feature)).copied()
     }
 
     fn row(&self, feature: &str) -> Option<&[f32; CLASSES]> {
-        self.by_hash.get(&feature_hash(feature))
+        self.place(feature).map(|i| &self.features[i as usize].1)
     }
 }
 
@@ -269,14 +280,17 @@ impl Model {
     /// The model's opinion of a text given as feature counts, or `None` when
     /// it knows none of the features.
     pub fn opinion(&self, counts: &BTreeMap<String, f64>) -> Option<Opinion> {
-        let v = vector(counts, |f| self.features.contains_key(f));
+        let v: Vec<(&str, &[f32; CLASSES], f64)> = vector(counts, |f| self.row(f).is_some())
+            .into_iter()
+            .filter_map(|(f, x)| Some((f, self.row(f)?, x)))
+            .collect();
         if v.is_empty() {
             return None;
         }
-        let (best, probability) = self.best(v.iter().map(|(f, x)| (&self.features[*f], *x)));
+        let (best, probability) = self.best(v.iter().map(|(_, row, x)| (*row, *x)));
         let mut weighed: Vec<(&str, f64)> = v
             .iter()
-            .map(|(f, x)| (*f, f64::from(self.features[*f][best]) * x))
+            .map(|(f, row, x)| (*f, f64::from(row[best]) * x))
             .filter(|(_, c)| *c > 0.0)
             .collect();
         weighed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
@@ -290,32 +304,32 @@ impl Model {
     /// The most probable type of `text` and its probability, as
     /// [`Model::opinion`] of the text's feature counts would give them, without
     /// keeping the counts or the weightiest features: one lookup per feature,
-    /// no allocation beyond one list of rows. The categorize stage asks this of
-    /// a line outside any window that only error wording matched.
+    /// no allocation beyond one list of places. The categorize stage asks
+    /// this of a line outside any window that an `opens: model` rule matched.
     pub fn verdict_of(&self, text: &str) -> Option<(FailureType, f64)> {
-        let mut rows: Vec<&[f32; CLASSES]> = Vec::new();
+        let mut places: Vec<u32> = Vec::new();
         for line in text.lines() {
-            for_each_feature(line, |f| {
-                if let Some(row) = self.row(f) {
-                    rows.push(row);
-                }
-            });
+            for_each_feature(line, |f| places.extend(self.place(f)));
         }
-        if rows.is_empty() {
+        if places.is_empty() {
             return None;
         }
         // The same feature found twice is one feature counted twice.
-        rows.sort_unstable_by_key(|r| std::ptr::from_ref(*r) as usize);
-        let mut weighted: Vec<(&[f32; CLASSES], f64)> = Vec::with_capacity(rows.len());
-        for row in rows {
+        places.sort_unstable();
+        let mut weighted: Vec<(u32, f64)> = Vec::with_capacity(places.len());
+        for place in places {
             match weighted.last_mut() {
-                Some((last, count)) if std::ptr::eq(*last, row) => *count += 1.0,
-                _ => weighted.push((row, 1.0)),
+                Some((last, count)) if *last == place => *count += 1.0,
+                _ => weighted.push((place, 1.0)),
             }
         }
         weighted.iter_mut().for_each(|(_, c)| *c = 1.0 + c.ln());
         let norm = weighted.iter().map(|(_, x)| x * x).sum::<f64>().sqrt();
-        let (best, probability) = self.best(weighted.iter().map(|(row, x)| (*row, x / norm)));
+        let (best, probability) = self.best(
+            weighted
+                .iter()
+                .map(|(i, x)| (&self.features[*i as usize].1, x / norm)),
+        );
         Some((FailureType::ALL[best], probability))
     }
 
@@ -417,10 +431,10 @@ impl Model {
             vocab
                 .iter()
                 .map(|(f, i)| (f.to_string(), weights[*i].map(round)))
-                .filter(|(_, row)| row.iter().any(|w| *w != 0.0))
-                .collect(),
+                .filter(|(_, row)| row.iter().any(|w| *w != 0.0)),
             bias.map(round),
         )
+        .unwrap_or_else(|e| panic!("the trained model cannot be indexed: {e}"))
     }
 
     /// The model as text: a header, the classes, the bias, then one line per
@@ -433,8 +447,7 @@ impl Model {
             classes.join(" "),
             row(&self.bias)
         );
-        let sorted: BTreeMap<&String, &[f32; CLASSES]> = self.features.iter().collect();
-        for (f, r) in sorted {
+        for (f, r) in &self.features {
             out.push_str(&format!("{f}\t{}\n", row(r)));
         }
         out
@@ -472,18 +485,14 @@ impl Model {
         }
         let (n, bias) = field("bias")?;
         let bias = row(n, bias)?;
-        let mut features = HashMap::new();
+        let mut features = Vec::new();
         for (n, line) in lines {
             let (name, rest) = line
                 .split_once('\t')
                 .ok_or_else(|| format!("line {}: expected name<TAB>values", n + 1))?;
-            features.insert(name.to_string(), row(n, rest)?);
+            features.push((name.to_string(), row(n, rest)?));
         }
-        let model = Model::new(features, bias);
-        if model.by_hash.len() != model.features.len() {
-            return Err("two features share a hash".into());
-        }
-        Ok(model)
+        Model::new(features, bias)
     }
 }
 
