@@ -84,30 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let failure = corpus::failure(&pack, item, delivery);
-        let got = failure.as_ref().map(|f| f.failure_type);
-        let transient = failure.as_ref().is_some_and(|f| f.transient);
-        eval.add(item.failure_type, item.transient, got, transient);
-        if misses && (got != Some(item.failure_type) || transient != item.transient) {
-            let rules: Vec<String> = failure
-                .iter()
-                .flat_map(|f| &f.evidence)
-                .map(|e| format!("{}={}", e.rule_id, e.failure_type))
-                .collect();
-            println!(
-                "== {} label {}{} got {}{} [{}]\n   why: {}\n{}\n",
-                item.id,
-                item.failure_type,
-                if item.transient { "/t" } else { "" },
-                got.map_or("-".to_string(), |t| t.to_string()),
-                if transient { "/t" } else { "" },
-                rules.join(" "),
-                item.why,
-                item.text
-                    .lines()
-                    .map(|l| format!("   | {}", l.chars().take(220).collect::<String>()))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+        corpus::record(&mut eval, item, failure.as_ref());
+        if misses && corpus::is_miss(item, failure.as_ref()) {
+            println!("{}", corpus::describe_miss(item, failure.as_ref()));
         }
     }
     println!("{}", eval.report(split));

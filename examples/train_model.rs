@@ -5,6 +5,7 @@
 //! cargo run --release --example train_model            # writes model.tsv
 //! cargo run --release --example train_model -- --cv    # project-grouped 5-fold figures, writes nothing
 //! cargo run --release --example train_model -- --cv-ablate  # the same, each fold without the rules written from it
+//! cargo run --release --example train_model -- --cv-ablate --misses  # and the train items it gets wrong
 //! ```
 //!
 //! `--cv-ablate` is the estimate on train of what a new project sees: for
@@ -43,8 +44,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return cv_ablate(&items, settings);
     }
     if std::env::args().any(|a| a == "--cv") {
-        // Folds by project, as the train/dev split is.
-        let fold = |p: &str| Sha256::digest(p.as_bytes())[0] as usize % 5;
         let mut eval = Evaluation::default();
         let (mut rules, mut combined) = (Evaluation::default(), Evaluation::default());
         let pack =
@@ -151,38 +150,12 @@ fn cv_ablate(items: &[corpus::Item], settings: Training) -> Result<(), Box<dyn s
             .collect();
         let with = pack.clone().with_model(Model::train(&train, settings));
         for item in items.iter().filter(|i| fold(&i.project) == k) {
-            for (pack, eval) in [(&pack, &mut rules), (&with, &mut combined)] {
+            for (pack, eval, show) in [(&pack, &mut rules, false), (&with, &mut combined, misses)] {
                 let f = corpus::failure(pack, item, Delivery::AsReceived);
-                if misses
-                    && std::ptr::eq(pack, &with)
-                    && f.as_ref().map(|f| f.failure_type) != Some(item.failure_type)
-                {
-                    let rules: Vec<String> = f
-                        .iter()
-                        .flat_map(|f| &f.evidence)
-                        .map(|e| format!("{}={}", e.rule_id, e.failure_type))
-                        .collect();
-                    println!(
-                        "== {} {} label {} got {} [{}]\n{}\n",
-                        item.id,
-                        item.origin,
-                        item.failure_type,
-                        f.as_ref()
-                            .map_or("-".to_string(), |f| f.failure_type.to_string()),
-                        rules.join(" "),
-                        item.text
-                            .lines()
-                            .map(|l| format!("   | {}", l.chars().take(200).collect::<String>()))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    );
+                if show && corpus::is_miss(item, f.as_ref()) {
+                    println!("{}", corpus::describe_miss(item, f.as_ref()));
                 }
-                eval.add(
-                    item.failure_type,
-                    item.transient,
-                    f.as_ref().map(|f| f.failure_type),
-                    f.as_ref().is_some_and(|f| f.transient),
-                );
+                corpus::record(eval, item, f.as_ref());
             }
         }
     }

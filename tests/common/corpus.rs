@@ -95,13 +95,50 @@ pub fn failed_ci_run(pack: &RulePack, log: &str) -> Option<CategorizedFailure> {
 pub fn evaluate(pack: &RulePack, items: &[Item], delivery: Delivery) -> Evaluation {
     let mut eval = Evaluation::default();
     for item in items {
-        let got = failure(pack, item, delivery);
-        eval.add(
-            item.failure_type,
-            item.transient,
-            got.as_ref().map(|f| f.failure_type),
-            got.as_ref().is_some_and(|f| f.transient),
-        );
+        record(&mut eval, item, failure(pack, item, delivery).as_ref());
     }
     eval
+}
+
+/// Adds what medic reported for `item` to `eval`.
+pub fn record(eval: &mut Evaluation, item: &Item, got: Option<&CategorizedFailure>) {
+    eval.add(
+        item.failure_type,
+        item.transient,
+        got.map(|f| f.failure_type),
+        got.is_some_and(|f| f.transient),
+    );
+}
+
+/// True when medic's type or transient flag for `item` is not its label.
+pub fn is_miss(item: &Item, got: Option<&CategorizedFailure>) -> bool {
+    got.map(|f| f.failure_type) != Some(item.failure_type)
+        || got.is_some_and(|f| f.transient) != item.transient
+}
+
+/// A train item medic gets wrong, for whoever writes rules: the label, what
+/// medic said with the rules that said it, the label's reason, the text.
+pub fn describe_miss(item: &Item, got: Option<&CategorizedFailure>) -> String {
+    let flag = |t: bool| if t { "/t" } else { "" };
+    let rules: Vec<String> = got
+        .iter()
+        .flat_map(|f| &f.evidence)
+        .map(|e| format!("{}={}", e.rule_id, e.failure_type))
+        .collect();
+    format!(
+        "== {} ({}) label {}{} got {}{} [{}]\n   why: {}\n{}\n",
+        item.id,
+        item.origin,
+        item.failure_type,
+        flag(item.transient),
+        got.map_or("-".to_string(), |f| f.failure_type.to_string()),
+        flag(got.is_some_and(|f| f.transient)),
+        rules.join(" "),
+        item.why,
+        item.text
+            .lines()
+            .map(|l| format!("   | {}", l.chars().take(220).collect::<String>()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
